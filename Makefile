@@ -1,0 +1,36 @@
+# The few commands everyone uses. `make run` and `make test` create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast bench lint format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)  ## train MuZero on CartPole-v1 with the default config
+	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m jaxmb train $(ARGS)
+
+test: $(STAMP)  ## the whole suite, learning tests included
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 --dist loadgroup -q $(ARGS)
+
+test-fast: $(STAMP)  ## everything but the slow learning tests
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 -q -m "not slow" $(ARGS)
+
+bench: $(STAMP)  ## throughput benchmark; writes benchmarks/results/*.json
+	$(PY) benchmarks/throughput.py $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

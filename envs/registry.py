@@ -1,0 +1,273 @@
+"""Env ids, the factories behind them, and `make`.
+
+An id is `<source>:<name>`, e.g. `gymnax:CartPole-v1`. A source adds its envs by calling
+`register` once per id with a builder; a source whose Python package is optional names
+the package (`requires`) and the pip extra that installs it (`extra`), so `make` can say
+what to install instead of failing inside an import. Builders import their package
+lazily, which keeps `import jaxmb.envs` cheap and lets ids of missing sources be listed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import importlib.util
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import gymnasium
+
+from jaxmb.envs import core
+
+Builder = Callable[[Any], core.Env]
+"""`build(params)` returns the env; `params=None` means its defaults. Spaces may depend on
+params (bounds), so `make` rebuilds the env when overrides change them."""
+
+
+class UnknownEnvError(KeyError, ValueError):
+    """An id that no source registered; the message suggests the closest valid ids."""
+
+    def __str__(self) -> str:
+        # KeyError would print the message quoted, as if it were a key.
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDependencyError(ImportError):
+    """An id whose source needs an optional package that is not installed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """How to build one registered env.
+
+    Attributes:
+        id: `<source>:<name>`.
+        build: see `Builder`.
+        extra: the `jaxmb[extra]` that installs the source's packages; None when they are
+            core dependencies.
+        requires: importable module names the builder needs.
+    """
+
+    id: str
+    build: Builder
+    extra: str | None = None
+    requires: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str:
+        return self.id.split(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.split(":", 1)[1]
+
+    def missing_modules(self) -> list[str]:
+        return [module for module in self.requires if not _importable(module)]
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
+
+
+class EnvInfo(NamedTuple):
+    """One row of `list_envs()`; spaces are None when the source is not installed."""
+
+    id: str
+    source: str
+    observation_space: gymnasium.spaces.Space | None
+    action_space: gymnasium.spaces.Space | None
+    extra: str | None
+
+
+_REGISTRY: dict[str, EnvSpec] = {}
+
+
+def register(
+    env_id: str,
+    build: Builder,
+    *,
+    extra: str | None = None,
+    requires: tuple[str, ...] = (),
+) -> None:
+    """Adds an id to the registry.
+
+    Args:
+        env_id: `<source>:<name>`; both parts non-empty.
+        build: `build(params) -> Env`, see `Builder`.
+        extra: pip extra of jaxmb that installs `requires`, or None for core dependencies.
+        requires: module names that must be importable before `build` is called.
+
+    Raises:
+        ValueError: for a malformed or already registered id.
+    """
+    source, sep, name = env_id.partition(":")
+    if not (source and sep and name):
+        raise ValueError(f"env ids look like '<source>:<name>', got {env_id!r}")
+    if env_id in _REGISTRY:
+        raise ValueError(f"{env_id!r} is already registered")
+    _REGISTRY[env_id] = EnvSpec(env_id, build, extra=extra, requires=tuple(requires))
+
+
+def _bare_name(env_id: str) -> str:
+    return env_id.split(":", 1)[-1]
+
+
+def _close_ids(env_id: str) -> list[str]:
+    """Registered ids that `env_id` probably meant, best first."""
+    by_name: dict[str, list[str]] = {}
+    for known in sorted(_REGISTRY):
+        by_name.setdefault(_bare_name(known).lower(), []).append(known)
+    wanted = _bare_name(env_id).lower()
+    # A missing or wrong source prefix, or a different case, is an exact match on the name.
+    if wanted in by_name:
+        names = [wanted]
+    else:
+        scored = [(difflib.SequenceMatcher(None, wanted, name).ratio(), name) for name in by_name]
+        scored = sorted((item for item in scored if item[0] >= 0.6), reverse=True)[:3]
+        # Drop runners-up well behind the best match ("Acrobot-v1" for "CartPol-v1").
+        names = [name for ratio, name in scored if ratio >= scored[0][0] - 0.1]
+    candidates = [known for name in names for known in by_name[name]]
+    source = env_id.split(":", 1)[0] if ":" in env_id else None
+    return sorted(candidates, key=lambda known: known.split(":", 1)[0] != source)
+
+
+def _or_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def spec(env_id: str) -> EnvSpec:
+    """Returns the registration of `env_id`.
+
+    Raises:
+        UnknownEnvError: naming the closest valid ids when `env_id` is not registered.
+    """
+    if not isinstance(env_id, str):
+        raise TypeError(f"env ids are strings like 'gymnax:CartPole-v1', got {env_id!r}")
+    if env_id in _REGISTRY:
+        return _REGISTRY[env_id]
+    message = f"unknown env id {env_id!r}"
+    close = _close_ids(env_id)
+    if close:
+        message += f"; did you mean {_or_list(close)}?"
+    else:
+        sources = sorted({known.split(":", 1)[0] for known in _REGISTRY})
+        message += f"; ids look like '<source>:<name>' with source one of {', '.join(sources)}"
+    message += " (jaxmb.envs.list_envs() lists every id)"
+    raise UnknownEnvError(message)
+
+
+def _check_installed(env_spec: EnvSpec) -> None:
+    missing = env_spec.missing_modules()
+    if not missing:
+        return
+    install = f'pip install "jaxmb[{env_spec.extra}]"' if env_spec.extra else "pip install jaxmb"
+    raise MissingDependencyError(
+        f"{env_spec.id} needs {', '.join(missing)}, which is not installed; run: {install}"
+    )
+
+
+def _param_names(params: Any) -> list[str]:
+    if dataclasses.is_dataclass(params):
+        return [field.name for field in dataclasses.fields(params)]
+    if isinstance(params, Mapping):
+        return list(params)
+    return []
+
+
+def replace_params(params: Any, overrides: Mapping[str, Any], *, env_id: str = "") -> Any:
+    """Returns `params` with the fields in `overrides` replaced.
+
+    Args:
+        params: a dataclass (gymnax and flax params are) or a mapping.
+        overrides: field name to new value.
+        env_id: named in error messages.
+
+    Raises:
+        ValueError: naming the first unknown key, the closest valid one, and all valid ones.
+    """
+    valid = _param_names(params)
+    for key in overrides:
+        if key in valid:
+            continue
+        where = f" of {env_id}" if env_id else ""
+        message = f"unknown param {key!r}{where}"
+        close = difflib.get_close_matches(key, valid, n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        message += f" Valid params: {', '.join(valid) if valid else '(none)'}"
+        raise ValueError(message)
+    if isinstance(params, Mapping):
+        return {**params, **overrides}
+    return dataclasses.replace(params, **overrides)
+
+
+def make(env_id: str, **overrides: Any) -> tuple[core.Env, core.EnvParams]:
+    """Builds a registered env and its params.
+
+    Args:
+        env_id: `<source>:<name>`, e.g. `"gymnax:CartPole-v1"`.
+        **overrides: fields of the params pytree to replace, e.g.
+            `max_steps_in_episode=200`.
+
+    Returns:
+        `(env, params)`; `env.default_params()` equals `params`, and the env's spaces
+        describe those params.
+
+    Raises:
+        UnknownEnvError: for an unregistered id, naming the closest valid ids.
+        MissingDependencyError: when the source's optional package is not installed,
+            naming the `pip install "jaxmb[extra]"` to run.
+        ValueError: for an override key that is not a param, naming the valid ones.
+        TypeError: when the registered builder returns something that is not an `Env`.
+    """
+    env_spec = spec(env_id)
+    _check_installed(env_spec)
+    env = env_spec.build(None)
+    missing = core.missing_env_members(env)
+    if missing:
+        raise TypeError(f"the builder of {env_id} returned {env!r}, which lacks {missing}")
+    if not overrides:
+        return env, env.default_params()
+    params = replace_params(env.default_params(), overrides, env_id=env_id)
+    return env_spec.build(params), params
+
+
+def list_envs(source: str | None = None) -> list[EnvInfo]:
+    """Describes every registered env (of one source, if given), sorted by id.
+
+    Builds each installed env once to read its spaces, so call it interactively rather
+    than in a hot loop.
+    """
+    rows = []
+    for env_id in sorted(_REGISTRY):
+        env_spec = _REGISTRY[env_id]
+        if source is not None and env_spec.source != source:
+            continue
+        observation_space = action_space = None
+        if not env_spec.missing_modules():
+            env = env_spec.build(None)
+            observation_space, action_space = env.observation_space, env.action_space
+        rows.append(
+            EnvInfo(env_id, env_spec.source, observation_space, action_space, env_spec.extra)
+        )
+    return rows
+
+
+def _build_gymnax(name: str, params: Any) -> core.Env:
+    from jaxmb.envs.gymnax_adapter import GymnaxEnv
+
+    return GymnaxEnv.from_name(name, params)
+
+
+def _register_gymnax() -> None:
+    from jaxmb.envs.gymnax_adapter import GYMNAX_ENV_IDS
+
+    for name in GYMNAX_ENV_IDS:
+        register(f"gymnax:{name}", functools.partial(_build_gymnax, name))
+
+
+_register_gymnax()

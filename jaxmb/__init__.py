@@ -1,0 +1,20 @@
+"""jaxmb: model-based RL research in JAX.
+
+    import jax, jaxmb
+    config = jaxmb.config.load("configs/muzero/cartpole.yaml")
+    train = jaxmb.make_train(config)
+    state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 2))
+
+Submodules: `config` (typed configs), `envs` (environments), `agents` (MuZero), `search`
+(the mctx layer), `replay`, `targets`, `losses`, `networks`, `train` (the compiled loop),
+`run` (run directories), `checkpoint`.
+"""
+
+from jaxmb import config, envs
+from jaxmb.agents import MuZero
+from jaxmb.config import Config, ConfigError
+from jaxmb.train import make_train
+
+__version__ = "0.1.0"
+
+__all__ = ["Config", "ConfigError", "MuZero", "config", "envs", "make_train"]

@@ -1,0 +1,102 @@
+"""Command line: `python -m jaxmb {train,eval,config} ...`.
+
+python -m jaxmb train                                   # the default: MuZero on CartPole-v1
+python -m jaxmb train configs/muzero/cartpole.yaml agent.search.num_simulations=50 --seeds 4
+python -m jaxmb eval runs/<name> --episodes 32
+python -m jaxmb config                                  # every key, its default and help
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _split_overrides(items: list[str]) -> tuple[str | None, list[str]]:
+    """The first positional may be a YAML preset; the rest are dotted overrides."""
+    if items and "=" not in items[0]:
+        return items[0], items[1:]
+    return None, items
+
+
+def _train(args: argparse.Namespace) -> int:
+    from jaxmb import config as config_lib
+    from jaxmb.run import train_run
+
+    path, overrides = _split_overrides(args.items)
+    if args.seeds is not None:
+        overrides.append(f"run.num_seeds={args.seeds}")
+    if args.name is not None:
+        overrides.append(f"run.name={args.name}")
+    config = config_lib.load(path, overrides)
+    result = train_run(config, quiet=args.quiet)
+    s = result.summary
+    per_seed = ", ".join(f"{r:.1f}" for r in s["final_eval_return"])
+    print(f"run directory:      {result.run_dir}")
+    print(f"final greedy eval:  {s['final_eval_return_mean']:.1f} (per seed: {per_seed})")
+    print(
+        f"env steps/seed:     {s['env_steps_per_seed']} in {s['run_seconds']:.1f} s "
+        f"(+{s['compile_seconds']:.1f} s compile), {s['env_steps_per_second']:.0f} steps/s"
+    )
+    print(f"learning curve:     {s['learning_curve']}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from jaxmb.evaluate import evaluate_run
+
+    result = evaluate_run(args.run_dir, episodes=args.episodes, seed=args.seed)
+    for i, value in enumerate(result["per_seed"]):
+        print(f"seed {i}: mean greedy return {value:.1f} over {args.episodes} episodes")
+    print(f"mean: {result['mean']:.1f}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from jaxmb import configlib
+    from jaxmb.config import Config
+
+    print(configlib.describe(Config))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxmb",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train MuZero; writes runs/<name>/")
+    train.add_argument("items", nargs="*", help="[preset.yaml] key=value overrides")
+    train.add_argument("--seeds", type=int, help="seeds trained together (run.num_seeds)")
+    train.add_argument("--name", help="run directory name (run.name)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+    ev = sub.add_parser("eval", help="greedy evaluation of a run's latest checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument("--episodes", type=int, default=32)
+    ev.add_argument("--seed", type=int, default=12345)
+    ev.set_defaults(func=_eval)
+    cfg = sub.add_parser("config", help="list every config key with its default and help")
+    cfg.set_defaults(func=_config)
+    # Overrides may come after options (`train --seeds 2 a.b=1`): collect the leftovers.
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e]
+    if stray or (extra and args.command != "train"):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.items = [*args.items, *extra]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from jaxmb.config import ConfigError
+
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Checkpoints of the train state with orbax-checkpoint (atomic: written to a temporary
+folder, then renamed).
+
+PRNG keys are stored as their raw `uint32` data (orbax stores plain arrays) and rebuilt on
+restore, so a restored state is a drop-in for the saved one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def _is_key(x: Any) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _to_storable(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _from_storable(stored: Any, like: Any) -> Any:
+    return jax.tree.map(
+        lambda s, ref: jax.random.wrap_key_data(s) if _is_key(ref) else s, stored, like
+    )
+
+
+class Checkpointer:
+    """Saves and restores train states under `<run_dir>/checkpoints/<step>`.
+
+    Args:
+      directory: the checkpoints folder.
+      max_to_keep: how many recent checkpoints to keep.
+    """
+
+    def __init__(self, directory: str, max_to_keep: int = 3):
+        self.directory = os.path.abspath(directory)
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        )
+
+    def save(self, step: int, state: Any) -> None:
+        """Writes `state` (any pytree of arrays) as checkpoint `step` and waits for it.
+
+        A step that is already saved is left as it is (the loop's last periodic checkpoint and
+        the final one are the same state).
+        """
+        if int(step) in self._manager.all_steps():
+            return
+        host_state = jax.tree.map(np.asarray, _to_storable(state))
+        self._manager.save(int(step), args=ocp.args.StandardSave(host_state), force=True)
+        self._manager.wait_until_finished()
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def restore(self, like: Any, step: int | None = None) -> Any:
+        """Restores checkpoint `step` (default: latest) into the structure of `like`.
+
+        `like` may hold arrays or `jax.ShapeDtypeStruct`s (e.g. from `jax.eval_shape`).
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        abstract = jax.eval_shape(_to_storable, like)
+        stored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        return _from_storable(stored, like)
+
+    def close(self) -> None:
+        self._manager.close()

@@ -1,0 +1,310 @@
+"""Typed, frozen configuration: the one source of truth for a run.
+
+A `Config` is a tree of frozen dataclasses. YAML presets (`configs/muzero/*.yaml`) fill it and
+dotted overrides change single fields::
+
+    cfg = jaxmb.config.load("configs/muzero/cartpole.yaml",
+                            overrides=["agent.search.num_simulations=50"])
+
+Unknown keys, wrong types, out-of-range values and inconsistent combinations raise
+`ConfigError` naming the key. `python -m jaxmb config` prints every key with its help.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from typing import Literal
+
+from jaxmb import configlib
+from jaxmb.configlib import ConfigError, check, field
+
+__all__ = [
+    "AgentConfig",
+    "Config",
+    "ConfigError",
+    "EnvConfig",
+    "LossConfig",
+    "NetworkConfig",
+    "OptimConfig",
+    "ReplayConfig",
+    "RunConfig",
+    "SearchConfig",
+    "SupportConfig",
+    "TrainConfig",
+    "load",
+    "LOSS_TERMS",
+]
+
+#: The loss terms MuZero defines. Later terms (reconstruction, SPR, contrastive) add names here.
+LOSS_TERMS = ("policy", "value", "reward", "terminal")
+
+_frozen = dataclasses.dataclass(frozen=True, kw_only=True)
+
+
+@_frozen
+class EnvConfig:
+    id: str = field("gymnax:CartPole-v1", help="environment id, with its source prefix")
+    num_envs: int = field(16, low=1, help="environments stepped in parallel for training")
+    num_eval_envs: int = field(16, low=1, help="environments (= episodes) per evaluation")
+    eval_max_steps: int = field(
+        1000, low=1, help="cap on steps of one evaluation episode (envs with no time limit)"
+    )
+    params: dict[str, float] = field(
+        default_factory=dict, help="overrides of the env params pytree, e.g. max_steps_in_episode"
+    )
+
+
+@_frozen
+class SupportConfig:
+    num_atoms: int = field(601, low=2, help="atoms of the categorical support")
+    vmin: float = field(-300.0, help="first atom, on the h-transformed scale")
+    vmax: float = field(300.0, help="last atom, on the h-transformed scale")
+    eps: float = field(1e-3, low=0.0, help="eps of h(x) = sign(x)(sqrt(|x|+1)-1) + eps x")
+    use_transform: bool = field(True, help="squash targets with h before projecting")
+
+    def __post_init__(self) -> None:
+        check(self.vmax > self.vmin, "vmax", f"must exceed vmin ({self.vmin}), got {self.vmax}")
+
+
+@_frozen
+class NetworkConfig:
+    torso: Literal["auto", "mlp", "resnet"] = field(
+        "auto", help="encoder torso; auto picks resnet for image (rank-3) observations"
+    )
+    hidden_sizes: tuple[int, ...] = field((64, 64), help="MLP encoder layer widths")
+    latent_dim: int = field(64, low=1, help="size of the latent state")
+    dynamics_hidden_sizes: tuple[int, ...] = field((64, 64), help="dynamics MLP widths")
+    head_hidden_sizes: tuple[int, ...] = field((64,), help="widths of each head's MLP")
+    activation: Literal["relu", "elu", "gelu", "silu"] = field("relu", help="activation")
+    layer_norm: bool = field(True, help="LayerNorm after each hidden layer")
+    latent_norm: Literal["minmax", "layernorm", "none"] = field(
+        "minmax", help="latent normalisation; minmax rescales to [0, 1] as in MuZero"
+    )
+    conv_channels: int = field(32, low=1, help="channels of the residual conv torso")
+    num_res_blocks: int = field(2, low=0, help="residual blocks of the conv torso")
+    value_support: SupportConfig = field(
+        default_factory=lambda: SupportConfig(num_atoms=51, vmin=-25.0, vmax=25.0),
+        help="categorical support of the value head",
+    )
+    reward_support: SupportConfig = field(
+        default_factory=lambda: SupportConfig(num_atoms=21, vmin=-10.0, vmax=10.0),
+        help="categorical support of the reward head",
+    )
+
+
+@_frozen
+class SearchConfig:
+    algorithm: Literal["muzero", "gumbel"] = field(
+        "gumbel", help="mctx.muzero_policy (PUCT) or mctx.gumbel_muzero_policy"
+    )
+    num_simulations: int = field(16, low=1, help="simulations per search while training")
+    num_simulations_test: int | None = field(
+        None, low=1, help="simulations per search at evaluation (None: num_simulations)"
+    )
+    for_acting_train: bool = field(True, help="act with search while collecting data")
+    for_acting_test: bool = field(True, help="act with search at evaluation")
+    max_depth: int | None = field(None, low=1, help="tree depth limit (mctx max_depth)")
+    temperature: float = field(
+        1.0, low=0.0, help="muzero: visit-count temperature for acting while training"
+    )
+    dirichlet_alpha: float = field(0.3, gt=0.0, help="muzero: root Dirichlet noise alpha")
+    dirichlet_fraction: float = field(
+        0.25, low=0.0, high=1.0, help="muzero: root noise weight (0 at evaluation)"
+    )
+    pb_c_init: float = field(1.25, gt=0.0, help="muzero: PUCT exploration constant")
+    pb_c_base: float = field(19652.0, gt=0.0, help="muzero: PUCT base")
+    gumbel_scale: float = field(1.0, low=0.0, help="gumbel: scale of the root Gumbel noise")
+    max_num_considered_actions: int = field(
+        16, low=1, help="gumbel: actions considered by sequential halving"
+    )
+    value_scale: float = field(0.1, gt=0.0, help="gumbel: sigma's value_scale (mctx default)")
+    maxvisit_init: float = field(50.0, gt=0.0, help="gumbel: sigma's maxvisit_init")
+    greedy_eval: bool = field(True, help="evaluation picks the best action (no noise)")
+
+    @property
+    def simulations_test(self) -> int:
+        return (
+            self.num_simulations
+            if self.num_simulations_test is None
+            else (self.num_simulations_test)
+        )
+
+
+@_frozen
+class LossConfig:
+    unroll_steps: int = field(5, low=1, help="K: model steps unrolled per sampled position")
+    td_steps: int = field(10, low=1, help="n of the n-step value target")
+    discount: float = field(0.99, gt=0.0, high=1.0, help="discount of returns and search")
+    bootstrap: Literal["target_network", "stored"] = field(
+        "target_network",
+        help=(
+            "value at t+n: the target network's value of obs_{t+n}, or the value stored "
+            "when acting (the search root value when acting with search)"
+        ),
+    )
+    reanalyse_fraction: float = field(
+        0.0,
+        low=0.0,
+        high=1.0,
+        help="fraction of each batch whose policy and value targets come from a fresh search "
+        "with the target network (MuZero Reanalyse)",
+    )
+    weights: dict[str, float] = field(
+        default_factory=lambda: {"policy": 1.0, "value": 0.25, "reward": 1.0, "terminal": 1.0},
+        help=f"weight of each named loss term {LOSS_TERMS}; 0 removes the term",
+    )
+    dynamics_gradient_scale: float = field(
+        0.5, low=0.0, high=1.0, help="gradient scale at each dynamics step (MuZero: 0.5)"
+    )
+    terminal_threshold: float = field(
+        0.5,
+        gt=0.0,
+        high=1.0,
+        help="predicted termination probability that makes a model "
+        "state absorbing (discount 0) in search",
+    )
+
+    def __post_init__(self) -> None:
+        for name, weight in self.weights.items():
+            if name not in LOSS_TERMS:
+                close = difflib.get_close_matches(name, LOSS_TERMS, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else f"; valid: {LOSS_TERMS}"
+                raise ConfigError(f"unknown loss term 'weights.{name}'{hint}")
+            check(weight >= 0.0, f"weights.{name}", f"must be >= 0, got {weight}")
+
+
+@_frozen
+class OptimConfig:
+    learning_rate: float = field(3e-3, gt=0.0, help="Adam learning rate")
+    warmup_updates: int = field(0, low=0, help="linear learning-rate warm-up, in SGD updates")
+    weight_decay: float = field(0.0, low=0.0, help="decoupled weight decay (AdamW)")
+    max_grad_norm: float = field(5.0, gt=0.0, help="global gradient-norm clip")
+    adam_eps: float = field(1e-8, gt=0.0, help="Adam epsilon")
+    target_update_period: int = field(
+        100, low=1, help="SGD updates between copies of the online params to the target params"
+    )
+
+
+@_frozen
+class AgentConfig:
+    network: NetworkConfig = field(default_factory=NetworkConfig, help="networks")
+    search: SearchConfig = field(default_factory=SearchConfig, help="search (mctx)")
+    loss: LossConfig = field(default_factory=LossConfig, help="targets and loss terms")
+    optim: OptimConfig = field(default_factory=OptimConfig, help="optimiser")
+
+
+@_frozen
+class ReplayConfig:
+    capacity: int = field(65_536, low=1, help="transitions held (all envs together)")
+    min_size: int = field(1_000, low=0, help="transitions collected before SGD starts")
+    batch_size: int = field(128, low=1, help="sequences per SGD update")
+    prioritized: bool = field(False, help="sample in proportion to priority^alpha")
+    priority_exponent: float = field(1.0, low=0.0, help="alpha of prioritized replay")
+    importance_exponent: float = field(1.0, low=0.0, help="beta of the importance weights")
+
+
+@_frozen
+class TrainConfig:
+    total_env_steps: int = field(20_000, low=1, help="environment steps of the whole run")
+    rollout_steps: int = field(4, low=1, help="steps each env takes per iteration")
+    replay_ratio: float = field(
+        0.5,
+        gt=0.0,
+        help="SGD updates per environment step (updates per iteration = "
+        "replay_ratio * rollout_steps * num_envs, which must be an integer)",
+    )
+    eval_every: int = field(
+        2_000,
+        low=0,
+        help="environment steps between greedy evaluations inside the program (also after the "
+        "last iteration); 0: never evaluate",
+    )
+    log_every: int = field(1_000, low=1, help="environment steps between metric callbacks")
+    checkpoint_every: int = field(
+        0, low=0, help="environment steps between checkpoints (0: only at the end)"
+    )
+
+
+@_frozen
+class RunConfig:
+    name: str = field("", help="run directory name under `root` (empty: generated)")
+    root: str = field("runs", help="folder holding run directories")
+    seed: int = field(0, low=0, help="base PRNG seed")
+    num_seeds: int = field(1, low=1, help="seeds trained together with vmap")
+    tensorboard: bool = field(True, help="write TensorBoard events")
+    progress: bool = field(True, help="show a rich progress bar")
+
+
+@_frozen
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig, help="environment")
+    agent: AgentConfig = field(default_factory=AgentConfig, help="agent")
+    replay: ReplayConfig = field(default_factory=ReplayConfig, help="in-graph replay")
+    train: TrainConfig = field(default_factory=TrainConfig, help="the compiled loop")
+    run: RunConfig = field(default_factory=RunConfig, help="run directory and logging")
+
+    def __post_init__(self) -> None:
+        steps_per_iter = self.train.rollout_steps * self.env.num_envs
+        updates = self.train.replay_ratio * steps_per_iter
+        check(
+            abs(updates - round(updates)) < 1e-9 and round(updates) >= 1,
+            "train.replay_ratio",
+            f"replay_ratio * rollout_steps * num_envs = {self.train.replay_ratio} * "
+            f"{self.train.rollout_steps} * {self.env.num_envs} = {updates:g} must be a "
+            "positive integer (SGD updates per iteration)",
+        )
+        check(
+            self.replay.capacity % steps_per_iter == 0,
+            "replay.capacity",
+            f"must be a multiple of rollout_steps * num_envs = {steps_per_iter}, got "
+            f"{self.replay.capacity}",
+        )
+        window = self.agent.loss.unroll_steps + self.agent.loss.td_steps + 1
+        check(
+            self.replay.capacity // self.env.num_envs > 2 * window,
+            "replay.capacity",
+            f"holds {self.replay.capacity // self.env.num_envs} steps per env; needs more "
+            f"than twice the sampled window (unroll_steps + td_steps + 1 = {window})",
+        )
+        check(
+            self.train.total_env_steps >= steps_per_iter,
+            "train.total_env_steps",
+            f"must be at least one iteration (rollout_steps * num_envs = {steps_per_iter})",
+        )
+        check(
+            self.replay.min_size <= self.replay.capacity,
+            "replay.min_size",
+            f"must not exceed replay.capacity ({self.replay.capacity})",
+        )
+
+    # Derived values of the loop.
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.train.rollout_steps * self.env.num_envs
+
+    @property
+    def num_iterations(self) -> int:
+        return max(1, self.train.total_env_steps // self.steps_per_iteration)
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return round(self.train.replay_ratio * self.steps_per_iteration)
+
+    def every(self, env_steps: int) -> int:
+        """An interval in env steps, as a whole number (>= 1) of iterations."""
+        return max(1, round(env_steps / self.steps_per_iteration))
+
+
+def load(path: str | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Builds a `Config` from an optional YAML preset and dotted overrides."""
+    return configlib.load(path, overrides, cls=Config)
+
+
+def from_dict(data) -> Config:
+    return configlib.from_dict(Config, data)
+
+
+def to_dict(cfg: Config) -> dict:
+    return configlib.to_dict(cfg)

@@ -1,0 +1,71 @@
+"""`make run`'s command on a shortened budget writes every file of the run directory."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SHORT = [
+    "train.total_env_steps=1024",
+    "train.eval_every=512",
+    "train.log_every=256",
+    "train.checkpoint_every=512",
+    "replay.min_size=256",
+    "env.num_eval_envs=4",
+    "env.eval_max_steps=50",
+    "agent.search.num_simulations=4",
+]
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run(
+        [sys.executable, "-m", "jaxmb", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_train_then_eval_writes_run_directory(tmp_path):
+    result = _cli(
+        "train",
+        *SHORT,
+        "--seeds",
+        "2",
+        "--name",
+        "smoke",
+        "--quiet",
+        f"run.root={tmp_path}",
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "smoke"
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "plots/learning_curve.png"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").iterdir())
+    steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [8, 16]  # every 512 env steps = 8 iterations of 64
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["num_seeds"] == 2 and len(summary["final_eval_return"]) == 2
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["seed_index"] for r in rows} == {0, 1}
+    assert "run directory:" in result.stdout and "learning curve:" in result.stdout
+
+    evaluated = _cli("eval", str(run_dir), "--episodes", "2", cwd=ROOT)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "mean:" in evaluated.stdout
+
+
+def test_bad_override_is_a_clear_error(tmp_path):
+    result = _cli("train", "agent.search.num_simulatons=5", f"run.root={tmp_path}", cwd=ROOT)
+    assert result.returncode == 2
+    assert "agent.search.num_simulations" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,99 @@
+"""The compiled loop: shapes under jit and vmap, metrics, determinism."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxmb import config as config_lib
+from jaxmb.train import make_train
+
+TINY = [
+    "env.num_envs=4",
+    "env.num_eval_envs=2",
+    "env.eval_max_steps=20",
+    "agent.network.hidden_sizes=[16]",
+    "agent.network.latent_dim=8",
+    "agent.network.dynamics_hidden_sizes=[16]",
+    "agent.network.head_hidden_sizes=[16]",
+    "agent.network.value_support={num_atoms: 11, vmin: -5, vmax: 5}",
+    "agent.network.reward_support={num_atoms: 11, vmin: -5, vmax: 5}",
+    "agent.search.num_simulations=4",
+    "agent.loss.unroll_steps=2",
+    "agent.loss.td_steps=2",
+    "replay.capacity=256",
+    "replay.min_size=32",
+    "replay.batch_size=8",
+    "train.rollout_steps=4",
+    "train.replay_ratio=0.125",
+    "train.total_env_steps=160",
+    "train.eval_every=80",
+]
+
+
+def tiny(*extra):
+    return config_lib.load(None, TINY + list(extra))
+
+
+@pytest.fixture(scope="module")
+def vmapped_run():
+    cfg = tiny()
+    train = make_train(cfg)
+    keys = jax.random.split(jax.random.key(0), 2)
+    return cfg, jax.jit(jax.vmap(train))(keys)
+
+
+def test_metrics_shapes_and_schedule(vmapped_run):
+    cfg, (state, metrics) = vmapped_run
+    iters = cfg.num_iterations
+    assert iters == 10
+    for key in ("env_steps", "train/episode_return", "eval/episode_return", "loss", "learning"):
+        assert metrics[key].shape == (2, iters), key
+    np.testing.assert_array_equal(metrics["env_steps"][0], 16 * np.arange(1, iters + 1))
+    # Learning starts once 32 transitions are stored (iteration 2), with finite losses.
+    learning = np.asarray(metrics["learning"][0])
+    np.testing.assert_array_equal(learning, [0] + [1] * (iters - 1))
+    assert np.isnan(metrics["loss"][0, 0])
+    assert np.isfinite(metrics["loss"][:, 1:]).all()
+    # Evaluation every 80 env steps = every 5 iterations (and the last one).
+    evaluated = np.isfinite(np.asarray(metrics["eval/episode_return"][0]))
+    np.testing.assert_array_equal(np.flatnonzero(evaluated), [4, 9])
+    # 2 updates per iteration after the first.
+    assert int(state.agent.num_updates[0]) == 2 * (iters - 1)
+
+
+def test_seeds_differ_and_vmap_matches_single(vmapped_run):
+    cfg, (_, metrics) = vmapped_run
+    assert not np.allclose(metrics["loss"][0, 1:], metrics["loss"][1, 1:])
+    keys = jax.random.split(jax.random.key(0), 2)
+    _, single = jax.jit(make_train(cfg))(keys[1])
+    np.testing.assert_allclose(single["loss"][1:], metrics["loss"][1, 1:], rtol=2e-4, atol=1e-5)
+
+
+def test_num_seeds_batched_program_and_callback():
+    cfg = tiny("train.log_every=48")
+    reports = []
+    train = make_train(cfg, callback=reports.append, num_seeds=3)
+    _, metrics = jax.jit(train)(jax.random.split(jax.random.key(1), 3))
+    jax.effects_barrier()
+    assert metrics["loss"].shape == (3, cfg.num_iterations)
+    # Reports at iteration 1, every 3 iterations (48 env steps) and at the last.
+    assert [int(r["iteration"][0]) for r in reports] == [1, 3, 6, 9, 10]
+    assert reports[-1]["loss"].shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["agent.search.algorithm=muzero", "replay.prioritized=true", "agent.loss.bootstrap=stored"],
+        [
+            "agent.loss.reanalyse_fraction=0.5",
+            "agent.search.for_acting_train=false",
+            "agent.search.for_acting_test=false",
+            "agent.loss.weights={policy: 1.0, value: 0.25, reward: 1.0, terminal: 0.0}",
+        ],
+    ],
+)
+def test_variants_run(overrides):
+    cfg = tiny(*overrides, "train.total_env_steps=64")
+    _, metrics = jax.jit(make_train(cfg))(jax.random.key(0))
+    assert np.isfinite(metrics["loss"][1:]).all()
