@@ -32,9 +32,12 @@ def _train(args: argparse.Namespace) -> int:
     config = config_lib.load(path, overrides)
     result = train_run(config, quiet=args.quiet)
     s = result.summary
-    per_seed = ", ".join(f"{r:.1f}" for r in s["final_eval_return"])
     print(f"run directory:      {result.run_dir}")
-    print(f"final greedy eval:  {s['final_eval_return_mean']:.1f} (per seed: {per_seed})")
+    if s["final_eval_return_mean"] is None:
+        print("final greedy eval:  not evaluated (train.eval_every=0)")
+    else:
+        per_seed = ", ".join(f"{r:.1f}" for r in s["final_eval_return"])
+        print(f"final greedy eval:  {s['final_eval_return_mean']:.1f} (per seed: {per_seed})")
     print(
         f"env steps/seed:     {s['env_steps_per_seed']} in {s['run_seconds']:.1f} s "
         f"(+{s['compile_seconds']:.1f} s compile), {s['env_steps_per_second']:.0f} steps/s"

@@ -22,7 +22,7 @@ def load_run(run_dir: str):
     config = config_lib.load(config_path)
     loop = _Loop(config)
     keys = jax.random.split(jax.random.key(0), config.run.num_seeds)
-    like = jax.eval_shape(jax.vmap(loop.init), keys)
+    like = jax.eval_shape(loop.init_seeds, keys)
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"))
     state = checkpointer.restore(like)
     checkpointer.close()

@@ -89,7 +89,10 @@ class RunLogger:
         members = 1 if self.num_seeds is None else self.num_seeds
         rows = []
         for i in range(members):
-            row = {k: _scalar(v if self.num_seeds is None else v[i]) for k, v in report.items()}
+            row = {
+                k: _scalar(v if self.num_seeds is None or v.ndim == 0 else v[i])
+                for k, v in report.items()
+            }
             if self.num_seeds is not None:
                 row["seed_index"] = i
             rows.append(row)

@@ -108,7 +108,9 @@ def summarize(
 ) -> dict[str, Any]:
     """Final figures of a run: per-seed and mean final greedy eval return, speed."""
     eval_returns = metrics["eval/episode_return"]  # [S, I]
-    final_eval = [float(row[np.isfinite(row)][-1]) for row in eval_returns]
+    final_eval = [
+        float(row[np.isfinite(row)][-1]) if np.isfinite(row).any() else None for row in eval_returns
+    ]
     env_steps = int(metrics["env_steps"][0, -1])
     num_seeds = eval_returns.shape[0]
     return {
@@ -116,7 +118,7 @@ def summarize(
         "num_seeds": num_seeds,
         "env_steps_per_seed": env_steps,
         "final_eval_return": final_eval,
-        "final_eval_return_mean": float(np.mean(final_eval)),
+        "final_eval_return_mean": (None if None in final_eval else float(np.mean(final_eval))),
         "compile_seconds": round(compile_seconds, 2),
         "run_seconds": round(run_seconds, 2),
         "env_steps_per_second": round(num_seeds * env_steps / run_seconds, 1),

@@ -106,6 +106,12 @@ class _Loop:
             last_eval_return=nan,
         )
 
+    def init_seeds(self, keys: jax.Array) -> TrainState:
+        """The seed-batched state (`make_train(..., num_seeds=...)`): leading `[num_seeds]`
+        axis everywhere but the counters shared by all seeds."""
+        axes = _seed_axes(jax.eval_shape(self.init, keys[0]))
+        return jax.vmap(self.init, out_axes=axes)(keys)
+
     def _example_step(self, obs: jax.Array) -> dict:
         num_actions = self.agent.num_actions
         return {
@@ -293,6 +299,12 @@ def _report(state: TrainState, metrics: dict) -> dict:
     )
 
 
+def _seed_axes(state: TrainState) -> TrainState:
+    """vmap axes of a seed-batched `TrainState`: 0 everywhere but the shared counters."""
+    axes = jax.tree.map(lambda _: 0, state)
+    return axes.replace(iteration=None, replay=axes.replay.replace(num_written=None))
+
+
 def make_train(
     config: Config,
     *,
@@ -320,8 +332,6 @@ def make_train(
 
     def hooks(state: TrainState, metrics: dict) -> None:
         it = state.iteration
-        if num_seeds is not None:
-            it = it[0]
         if callback is not None:
             report = (it % loop.log_every == 0) | (it == config.num_iterations) | (it == 1)
             jax.lax.cond(
@@ -349,13 +359,19 @@ def make_train(
     else:
 
         def train(keys: jax.Array):
+            # The iteration counter and the replay's write counter are the same for every
+            # seed; keeping them unbatched keeps `lax.cond` (when to learn, when to evaluate)
+            # a real branch instead of a select that would run both sides.
+            axes = _seed_axes(jax.eval_shape(loop.init, keys[0]))
+            iteration = jax.vmap(loop.iteration, in_axes=(axes,), out_axes=(axes, 0))
+
             def body(state, _):
-                state, metrics = jax.vmap(loop.iteration)(state)
+                state, metrics = iteration(state)
                 hooks(state, metrics)
                 return state, metrics
 
             state, metrics = jax.lax.scan(
-                body, jax.vmap(loop.init)(keys), None, length=config.num_iterations
+                body, loop.init_seeds(keys), None, length=config.num_iterations
             )
             return state, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), metrics)
 
