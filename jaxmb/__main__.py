@@ -93,12 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         args.items = [*args.items, *extra]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from jaxmb.config import ConfigError
+    from jaxmb.train import NonFiniteLossError
 
     try:
         return args.func(args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -158,6 +158,12 @@ class LossConfig:
     dynamics_gradient_scale: float = field(
         0.5, low=0.0, high=1.0, help="gradient scale at each dynamics step (MuZero: 0.5)"
     )
+    inject_nan_at_update: int = field(
+        0,
+        low=0,
+        help="testing hook: the value loss becomes NaN at this SGD update (0: never), to "
+        "exercise the NaN guard",
+    )
     terminal_threshold: float = field(
         0.5,
         gt=0.0,

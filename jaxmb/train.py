@@ -12,7 +12,14 @@ Everything is one pure function of the key: `jax.jit(jax.vmap(make_train(cfg)))(
 several seeds in one program. Metrics, progress and checkpoints leave the program through
 `jax.debug.callback` at the configured interval, never per step.
 
-Metrics (`metrics` dict, each `[num_iterations]`, with a leading seed axis under vmap):
+The state carries everything a run needs to continue (params, optimiser, target params,
+replay, env states, keys, counters, and the metric history), so `train.run(restored_state)`
+resumes a checkpoint through the same compiled program. A NaN guard skips any SGD update whose
+loss terms or gradient norm are not finite and freezes learning from then on
+(`TrainState.halted`); `check_finite` turns that into an error naming the update and terms.
+
+Metrics (`metrics` dict = `final_state.history`, each `[num_iterations]`, with a leading seed
+axis under vmap; iterations not run hold NaN, or -1 for integer metrics):
   `env_steps`                environment steps taken so far (all training envs);
   `train/episode_return`     mean return of the training episodes that ended in the
                              iteration (NaN if none ended);
@@ -49,9 +56,13 @@ class TrainState:
     env_state: Any  # batched env state [N, ...]
     obs: jax.Array  # [N, *obs_shape]
     key: jax.Array
-    iteration: jax.Array  # [] int32
+    iteration: jax.Array  # [] int32: iterations done
     last_train_return: jax.Array  # [] float32, carried for progress reports
     last_eval_return: jax.Array  # [] float32
+    history: dict  # metric name -> [num_iterations], filled as iterations run
+    halted: jax.Array  # [] bool: a non-finite loss or gradient stopped learning
+    nan_update: jax.Array  # [] int32: the SGD update that was non-finite (-1: none)
+    nan_terms: jax.Array  # [] int32: bit i set if `_Loop.guarded_terms[i]` was non-finite
 
 
 def build_env(config: Config):
@@ -61,6 +72,11 @@ def build_env(config: Config):
 
 def build_agent(config: Config, env) -> MuZero:
     return MuZero(config.agent, env.observation_space, env.action_space)
+
+
+def _missing(dtype) -> float | int:
+    """The history's value for iterations not run yet: NaN, or -1 for integer metrics."""
+    return jnp.nan if jnp.issubdtype(dtype, jnp.floating) else -1
 
 
 def _nanmean_where(values: jax.Array, mask: jax.Array) -> jax.Array:
@@ -85,6 +101,9 @@ class _Loop:
         self.log_every = config.every(config.train.log_every)
         ckpt = config.train.checkpoint_every
         self.checkpoint_every = config.every(ckpt) if ckpt else 0
+        weights = config.agent.loss.weights
+        #: What the NaN guard checks, in the bit order of `TrainState.nan_terms`.
+        self.guarded_terms = (*(t for t, w in weights.items() if w), "grad_norm")
 
     # --------------------------------------------------------------------------- init
 
@@ -95,7 +114,7 @@ class _Loop:
         example = self._example_step(obs)
         replay = replay_lib.init(example, self.config.env.num_envs, self.steps_per_env)
         nan = jnp.full((), jnp.nan, jnp.float32)
-        return TrainState(
+        state = TrainState(
             agent=agent_state,
             replay=replay,
             env_state=env_state,
@@ -104,7 +123,17 @@ class _Loop:
             iteration=jnp.zeros((), jnp.int32),
             last_train_return=nan,
             last_eval_return=nan,
+            history={},
+            halted=jnp.zeros((), bool),
+            nan_update=jnp.full((), -1, jnp.int32),
+            nan_terms=jnp.zeros((), jnp.int32),
         )
+        shapes = jax.eval_shape(lambda s: self.iteration(s)[1], state)
+        history = {
+            name: jnp.full((self.config.num_iterations,), _missing(shape.dtype), shape.dtype)
+            for name, shape in shapes.items()
+        }
+        return state.replace(history=history)
 
     def init_seeds(self, keys: jax.Array) -> TrainState:
         """The seed-batched state (`make_train(..., num_seeds=...)`): leading `[num_seeds]`
@@ -165,12 +194,26 @@ class _Loop:
 
     # --------------------------------------------------------------------------- learning
 
-    def learn(self, agent_state: MuZeroState, replay: replay_lib.ReplayState, key: jax.Array):
-        """`updates_per_iteration` SGD updates; returns mean metrics."""
+    def learn(
+        self,
+        agent_state: MuZeroState,
+        replay: replay_lib.ReplayState,
+        key: jax.Array,
+        guard: tuple[jax.Array, jax.Array, jax.Array],
+    ):
+        """`updates_per_iteration` SGD updates.
+
+        The NaN guard: an update whose loss terms or gradient norm are not finite is not
+        applied, and once `guard = (halted, nan_update, nan_terms)` says halted (see
+        `TrainState`), no later update is either. Returns the agent state, the replay, mean
+        metrics and the new guard.
+        """
         cfg = self.config.replay
+        names = self.guarded_terms
 
         def one_update(carry, update_key):
-            agent_state, replay = carry
+            agent_state, replay, guard = carry
+            halted, nan_update, nan_terms = guard
             sample_key, update_key = jax.random.split(update_key)
             sample = replay_lib.sample(
                 replay,
@@ -182,20 +225,35 @@ class _Loop:
                 importance_exponent=cfg.importance_exponent,
             )
             batch = dict(sample.data, weight=sample.weight)
-            agent_state, metrics = self.agent.update(agent_state, batch, update_key)
+            new_state, metrics = self.agent.update(agent_state, batch, update_key)
             priority = metrics.pop("priority")
+            values = [metrics["grad_norm" if n == "grad_norm" else f"loss/{n}"] for n in names]
+            bad = jnp.stack([~jnp.isfinite(v) for v in values])
+            ok = ~jnp.any(bad) & ~halted
+            first_bad = ~ok & ~halted
+            nan_update = jnp.where(first_bad, new_state.num_updates, nan_update)
+            nan_terms = jnp.where(
+                first_bad, jnp.sum(bad.astype(jnp.int32) << jnp.arange(len(names))), nan_terms
+            )
+            agent_state = jax.tree.map(
+                lambda new, old: jnp.where(ok, new, old), new_state, agent_state
+            )
             if cfg.prioritized:
-                replay = replay_lib.update_priorities(
+                updated = replay_lib.update_priorities(
                     replay, sample.env_index, sample.start_slot, priority
                 )
-            return (agent_state, replay), metrics
+                replay = jax.tree.map(lambda new, old: jnp.where(ok, new, old), updated, replay)
+            return (agent_state, replay, (halted | ~ok, nan_update, nan_terms)), metrics
 
         keys = jax.random.split(key, self.config.updates_per_iteration)
-        (agent_state, replay), metrics = jax.lax.scan(one_update, (agent_state, replay), keys)
-        return agent_state, replay, jax.tree.map(jnp.mean, metrics)
+        (agent_state, replay, guard), metrics = jax.lax.scan(
+            one_update, (agent_state, replay, guard), keys
+        )
+        return agent_state, replay, jax.tree.map(jnp.mean, metrics), guard
 
     def _metric_template(self, agent_state, replay, key):
-        return jax.eval_shape(lambda: self.learn(agent_state, replay, key)[2])
+        guard = (jnp.zeros((), bool), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        return jax.eval_shape(lambda: self.learn(agent_state, replay, key, guard)[2])
 
     # --------------------------------------------------------------------------- evaluation
 
@@ -247,12 +305,13 @@ class _Loop:
         )
         template = self._metric_template(state.agent, replay, learn_key)
 
-        def skip(agent_state, replay, key):
+        def skip(agent_state, replay, key, guard):
             nan_metrics = jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), template)
-            return agent_state, replay, nan_metrics
+            return agent_state, replay, nan_metrics, guard
 
-        agent_state, replay, learn_metrics = jax.lax.cond(
-            can_learn, self.learn, skip, state.agent, replay, learn_key
+        guard = (state.halted, state.nan_update, state.nan_terms)
+        agent_state, replay, learn_metrics, (halted, nan_update, nan_terms) = jax.lax.cond(
+            can_learn, self.learn, skip, state.agent, replay, learn_key, guard
         )
 
         iteration = state.iteration + 1
@@ -274,7 +333,7 @@ class _Loop:
             "learning": can_learn.astype(jnp.int32),
             **learn_metrics,
         }
-        new_state = TrainState(
+        new_state = state.replace(
             agent=agent_state,
             replay=replay,
             env_state=env_state,
@@ -285,8 +344,38 @@ class _Loop:
                 jnp.isnan(train_return), state.last_train_return, train_return
             ),
             last_eval_return=jnp.where(do_eval, eval_return, state.last_eval_return),
+            halted=halted,
+            nan_update=nan_update,
+            nan_terms=nan_terms,
         )
         return new_state, metrics
+
+    def step(self, state: TrainState, active: jax.Array | None = None):
+        """One iteration, recorded in `state.history`.
+
+        A no-op once all iterations are done, so a resumed run compiles the same program.
+        `active` may add a condition; it must not differ between the members of a vmap, or
+        the branch becomes a select that runs both sides. (That is why a halted seed is not
+        skipped here: its NaN guard keeps its parameters, and the seed-batched program stops
+        when every seed has halted.)
+        """
+
+        def run(state):
+            new_state, metrics = self.iteration(state)
+            index = state.iteration
+            history = {k: v.at[index].set(metrics[k]) for k, v in state.history.items()}
+            return new_state.replace(history=history), metrics
+
+        def idle(state):
+            shapes = jax.eval_shape(lambda s: self.iteration(s)[1], state)
+            return state, {
+                k: jnp.full(v.shape, _missing(v.dtype), v.dtype) for k, v in shapes.items()
+            }
+
+        running = state.iteration < self.config.num_iterations
+        if active is not None:
+            running = running & active
+        return jax.lax.cond(running, run, idle, state)
 
 
 def _report(state: TrainState, metrics: dict) -> dict:
@@ -330,50 +419,76 @@ def make_train(
     """
     loop = _Loop(config)
 
-    def hooks(state: TrainState, metrics: dict) -> None:
+    def hooks(state: TrainState, metrics: dict, active: jax.Array) -> None:
         it = state.iteration
         if callback is not None:
             report = (it % loop.log_every == 0) | (it == config.num_iterations) | (it == 1)
             jax.lax.cond(
-                report,
+                report & active,
                 lambda: jax.debug.callback(callback, _report(state, metrics)),
                 lambda: None,
             )
         if checkpoint_callback is not None and loop.checkpoint_every:
+            # A halted state is never checkpointed: the last good checkpoint stays the latest.
             jax.lax.cond(
-                it % loop.checkpoint_every == 0,
+                (it % loop.checkpoint_every == 0) & active & ~jnp.any(state.halted),
                 lambda: jax.debug.callback(checkpoint_callback, state),
                 lambda: None,
             )
 
     if num_seeds is None:
-
-        def train(key: jax.Array):
-            def body(state, _):
-                state, metrics = loop.iteration(state)
-                hooks(state, metrics)
-                return state, metrics
-
-            return jax.lax.scan(body, loop.init(key), None, length=config.num_iterations)
-
+        init = loop.init
+        step = loop.step
     else:
+        init = loop.init_seeds
 
-        def train(keys: jax.Array):
+        def step(state):
             # The iteration counter and the replay's write counter are the same for every
             # seed; keeping them unbatched keeps `lax.cond` (when to learn, when to evaluate)
             # a real branch instead of a select that would run both sides.
-            axes = _seed_axes(jax.eval_shape(loop.init, keys[0]))
-            iteration = jax.vmap(loop.iteration, in_axes=(axes,), out_axes=(axes, 0))
+            axes = _seed_axes(state)
+            active = ~jnp.all(state.halted)  # one value for all seeds: a real branch
+            return jax.vmap(loop.step, in_axes=(axes, None), out_axes=(axes, 0))(state, active)
 
-            def body(state, _):
-                state, metrics = iteration(state)
-                hooks(state, metrics)
-                return state, metrics
+    def run(state: TrainState) -> tuple[TrainState, dict]:
+        """Runs the iterations left in `state` (all of them for a fresh state)."""
 
-            state, metrics = jax.lax.scan(
-                body, loop.init_seeds(keys), None, length=config.num_iterations
-            )
-            return state, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), metrics)
+        def body(state, _):
+            active = state.iteration < config.num_iterations
+            state, metrics = step(state)
+            hooks(state, metrics, active)
+            return state, None
+
+        state, _ = jax.lax.scan(body, state, None, length=config.num_iterations)
+        return state, state.history
+
+    def train(key: jax.Array) -> tuple[TrainState, dict]:
+        return run(init(key))
 
     train.loop = loop  # the env, agent and helpers, for callers that need them
+    train.init = init  # key(s) -> fresh state
+    train.run = run  # state -> (final state, metrics): resumes a restored state
     return train
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because a loss term or the gradient norm was not finite."""
+
+
+def check_finite(loop: _Loop, state: TrainState) -> None:
+    """Raises `NonFiniteLossError` naming the SGD update and the loss terms if the NaN guard
+    halted any seed of `state` (single or seed-batched)."""
+    halted = jax.device_get(state.halted).reshape(-1)
+    if not halted.any():
+        return
+    updates = jax.device_get(state.nan_update).reshape(-1)
+    bits = jax.device_get(state.nan_terms).reshape(-1)
+    lines = []
+    for seed in map(int, halted.nonzero()[0]):
+        terms = [n for i, n in enumerate(loop.guarded_terms) if int(bits[seed]) >> i & 1]
+        lines.append(f"seed {seed}: SGD update {int(updates[seed])}, non-finite {', '.join(terms)}")
+    raise NonFiniteLossError(
+        "non-finite loss; training stopped before applying it ("
+        + "; ".join(lines)
+        + "). The parameters and checkpoints keep the last finite update."
+    )

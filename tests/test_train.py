@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxmb import config as config_lib
-from jaxmb.train import make_train
+from jaxmb.train import NonFiniteLossError, check_finite, make_train
 
 TINY = [
     "env.num_envs=4",
@@ -110,3 +110,22 @@ def test_seed_batched_program_keeps_its_branches():
     assert single >= 2
     assert batched == single
     assert user_vmap == single
+
+
+@pytest.mark.parametrize("num_seeds", [None, 2])
+def test_nan_guard_keeps_last_finite_update_and_names_it(num_seeds):
+    cfg = tiny("agent.loss.inject_nan_at_update=5")
+    train = make_train(cfg, num_seeds=num_seeds)
+    key = jax.random.key(0) if num_seeds is None else jax.random.split(jax.random.key(0), 2)
+    state, metrics = jax.jit(train)(key)
+    assert np.asarray(state.halted).all()
+    np.testing.assert_array_equal(state.nan_update, 5)
+    # The fifth update was not applied: four were.
+    np.testing.assert_array_equal(state.agent.num_updates, 4)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.agent.params))
+    with pytest.raises(NonFiniteLossError, match=r"SGD update 5, non-finite value"):
+        check_finite(train.loop, state)
+    if num_seeds is not None:
+        # The seed-batched program stops iterating once every seed has halted.
+        assert int(state.iteration) == 4
+        assert np.isnan(metrics["loss"][:, 4:]).all()

@@ -297,6 +297,10 @@ class MuZero:
         """
         targets = self.compute_targets(state.target_params, batch, key)
         targets = jax.lax.stop_gradient(targets)
+        nan_at = self.config.loss.inject_nan_at_update
+        if nan_at:
+            poison = jnp.where(state.num_updates + 1 == nan_at, jnp.nan, 1.0)
+            targets = dict(targets, value_probs=targets["value_probs"] * poison)
         (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
             state.params, targets, batch
         )
