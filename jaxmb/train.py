@@ -367,9 +367,9 @@ class _Loop:
             return new_state.replace(history=history), metrics
 
         def idle(state):
-            shapes = jax.eval_shape(lambda s: self.iteration(s)[1], state)
+            # Every metric is a scalar per iteration; the history already knows names and dtypes.
             return state, {
-                k: jnp.full(v.shape, _missing(v.dtype), v.dtype) for k, v in shapes.items()
+                k: jnp.full((), _missing(v.dtype), v.dtype) for k, v in state.history.items()
             }
 
         running = state.iteration < self.config.num_iterations
