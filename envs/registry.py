@@ -271,3 +271,66 @@ def _register_gymnax() -> None:
 
 
 _register_gymnax()
+
+
+def _build_from(module: str, name: str, params: Any) -> core.Env:
+    """Imports the adapter module on first use and asks it for env `name`."""
+    return importlib.import_module(module).build(name, params)
+
+
+def _register_module(
+    source: str,
+    names: tuple[str, ...],
+    module: str,
+    *,
+    extra: str | None = None,
+    requires: tuple[str, ...] = (),
+) -> None:
+    """Registers `<source>:<name>` for each name, built by `module.build(name, params)`."""
+    for name in names:
+        register(
+            f"{source}:{name}",
+            functools.partial(_build_from, module, name),
+            extra=extra,
+            requires=requires,
+        )
+
+
+# Our own JAX envs: core dependencies only.
+_register_module("jaxmb", ("Sokoban-v0",), "jaxmb.envs.sokoban")
+_register_module("jaxmb", ("MiniPacman-v0",), "jaxmb.envs.minipacman")
+
+CRAFTAX_IDS = (
+    "Craftax-Classic-Symbolic-v1",
+    "Craftax-Classic-Pixels-v1",
+    "Craftax-Symbolic-v1",
+)
+_register_module(
+    "craftax", CRAFTAX_IDS, "jaxmb.envs.craftax_adapter", extra="craftax", requires=("craftax",)
+)
+_register_module("pgx", ("go_9x9",), "jaxmb.envs.pgx_adapter", extra="pgx", requires=("pgx",))
+
+PLAYGROUND_IDS = ("AcrobotSwingupSparse", "CheetahRun", "HumanoidStand")
+_register_module(
+    "playground",
+    PLAYGROUND_IDS,
+    "jaxmb.envs.playground_adapter",
+    extra="mujoco",
+    requires=("mujoco_playground", "mujoco.mjx"),
+)
+BRAX_IDS = (
+    "ant",
+    "halfcheetah",
+    "hopper",
+    "humanoid",
+    "humanoidstandup",
+    "inverted_pendulum",
+    "inverted_double_pendulum",
+    "pusher",
+    "reacher",
+    "swimmer",
+    "walker2d",
+)
+_register_module(
+    "brax", BRAX_IDS, "jaxmb.envs.brax_adapter", extra="mujoco", requires=("brax", "mujoco.mjx")
+)

@@ -7,8 +7,11 @@
 
 Submodules: `config` (typed configs), `envs` (environments), `agents` (MuZero), `search`
 (the mctx layer), `replay`, `targets`, `losses`, `networks`, `train` (the compiled loop),
-`run` (run directories), `checkpoint`.
+`run` (run directories), `checkpoint`, `hparams` (traced hyperparameters), `sweeps`
+(`jaxmb.sweep`), `distributed` (devices and hosts).
 """
+
+from typing import Any
 
 from jaxmb import config, envs
 from jaxmb.agents import MuZero
@@ -17,4 +20,13 @@ from jaxmb.train import make_train
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "ConfigError", "MuZero", "config", "envs", "make_train"]
+__all__ = ["Config", "ConfigError", "MuZero", "config", "envs", "make_train", "sweep"]
+
+
+def __getattr__(name: str) -> Any:
+    # `jaxmb.sweep` pulls in plotting and scipy: imported on first use only.
+    if name == "sweep":
+        from jaxmb.sweeps import sweep
+
+        return sweep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

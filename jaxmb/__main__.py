@@ -2,6 +2,9 @@
 
 python -m jaxmb train                                   # the default: MuZero on CartPole-v1
 python -m jaxmb train configs/muzero/cartpole.yaml agent.search.num_simulations=50 --seeds 4
+python -m jaxmb sweep configs/muzero/cartpole.yaml --seeds 3 \
+    --grid agent.optim.learning_rate=1e-3,3e-3 --grid agent.loss.discount=0.97,0.99
+python -m jaxmb train ... --coordinator host0:1234 --num-processes 2 --process-id 0   # on host 0
 python -m jaxmb eval runs/<name> --episodes 32
 python -m jaxmb config                                  # every key, its default and help
 """
@@ -20,9 +23,18 @@ def _split_overrides(items: list[str]) -> tuple[str | None, list[str]]:
     return None, items
 
 
+def _join_processes(args: argparse.Namespace) -> None:
+    """`jax.distributed.initialize` for a multi-process run, before JAX touches a device."""
+    from jaxmb import distributed
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def _train(args: argparse.Namespace) -> int:
     from jaxmb import config as config_lib
     from jaxmb.run import train_run
+
+    _join_processes(args)
 
     path, overrides = _split_overrides(args.items)
     if args.seeds is not None:
@@ -31,6 +43,9 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"run.name={args.name}")
     config = config_lib.load(path, overrides)
     result = train_run(config, quiet=args.quiet)
+    if "learning_curve" not in result.summary:  # not process 0 of a multi-process run
+        print(f"done; process 0 wrote {result.run_dir}")
+        return 0
     s = result.summary
     print(f"run directory:      {result.run_dir}")
     if s["final_eval_return_mean"] is None:
@@ -43,6 +58,53 @@ def _train(args: argparse.Namespace) -> int:
         f"(+{s['compile_seconds']:.1f} s compile), {s['env_steps_per_second']:.0f} steps/s"
     )
     print(f"learning curve:     {s['learning_curve']}")
+    return 0
+
+
+def _parse_grid(items: list[str]) -> dict[str, list[float]]:
+    """`key=v1,v2,...` strings -> {key: [v1, v2, ...]}."""
+    from jaxmb.config import ConfigError
+
+    grid: dict[str, list[float]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or not raw:
+            raise ConfigError(f"--grid takes key=v1,v2,..., got {item!r}")
+        try:
+            grid[key.strip()] = [float(v) for v in raw.split(",")]
+        except ValueError as err:
+            raise ConfigError(f"--grid values must be numbers, got {raw!r}", key) from err
+    return grid
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from jaxmb import config as config_lib
+    from jaxmb.sweeps import sweep
+
+    path, overrides = _split_overrides(args.items)
+    config = config_lib.load(path, overrides)
+    _join_processes(args)
+    result = sweep(
+        config, seeds=args.seeds, grid=_parse_grid(args.grid), name=args.name, quiet=args.quiet
+    )
+    if not result.points:  # not process 0 of a multi-process run
+        print(f"done; process 0 wrote {result.sweep_dir}")
+        return 0
+    print(f"sweep directory:    {result.sweep_dir}")
+    for point in result.points:
+        if point["mean"] is None:
+            shown = "not evaluated"
+        elif point["ci95"] is None:
+            shown = f"{point['mean']:.1f}"
+        else:
+            low, high = point["ci95"]
+            shown = f"{point['mean']:.1f} (95% interval {low:.1f} to {high:.1f})"
+        print(f"  {point['label']:<40} final greedy eval {shown}")
+    s = result.summary
+    print(
+        f"{s['num_members']} members in {s['run_seconds']:.1f} s "
+        f"(+{s['compile_seconds']:.1f} s compile), {s['env_steps_per_second']:.0f} env steps/s"
+    )
     return 0
 
 
@@ -64,6 +126,15 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_process_options(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group(
+        "multi-host", "one process per host, all started with the same arguments but --process-id"
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    group.add_argument("--num-processes", type=int, help="processes in the run")
+    group.add_argument("--process-id", type=int, help="this process's index, from 0")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jaxmb",
@@ -77,6 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--name", help="run directory name (run.name)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
+    _add_process_options(train)
+    sw = sub.add_parser("sweep", help="train a grid of hyperparameters x seeds in one program")
+    sw.add_argument("items", nargs="*", help="[preset.yaml] key=value overrides of the base")
+    sw.add_argument("--seeds", type=int, default=1, help="seeds per grid point")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a sweepable key and its values (repeat for a product grid)",
+    )
+    sw.add_argument("--name", help="sweep directory name")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_sweep)
+    _add_process_options(sw)
     ev = sub.add_parser("eval", help="greedy evaluation of a run's latest checkpoint")
     ev.add_argument("run_dir")
     ev.add_argument("--episodes", type=int, default=32)
@@ -87,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     # Overrides may come after options (`train --seeds 2 a.b=1`): collect the leftovers.
     args, extra = parser.parse_known_args(argv)
     stray = [e for e in extra if e.startswith("-") or "=" not in e]
-    if stray or (extra and args.command != "train"):
+    if stray or (extra and args.command not in ("train", "sweep")):
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.items = [*args.items, *extra]

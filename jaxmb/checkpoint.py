@@ -40,10 +40,19 @@ class Checkpointer:
 
     def __init__(self, directory: str, max_to_keep: int = 3):
         self.directory = os.path.abspath(directory)
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-        )
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        if jax.process_count() > 1:
+            # Process 0 alone writes and reads (it holds the whole state: jaxmb gathers it to
+            # the host first); the other processes never construct a Checkpointer.
+            os.makedirs(self.directory, exist_ok=True)  # orbax refuses to with active_processes
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep,
+                create=False,
+                multiprocessing_options=ocp.options.MultiprocessingOptions(
+                    primary_host=0, active_processes={0}
+                ),
+            )
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def save(self, step: int, state: Any) -> None:
         """Writes `state` (any pytree of arrays) as checkpoint `step` and waits for it.

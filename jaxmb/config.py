@@ -24,6 +24,7 @@ __all__ = [
     "AgentConfig",
     "Config",
     "ConfigError",
+    "DiscretizeConfig",
     "EnvConfig",
     "LossConfig",
     "NetworkConfig",
@@ -44,6 +45,19 @@ _frozen = dataclasses.dataclass(frozen=True, kw_only=True)
 
 
 @_frozen
+class DiscretizeConfig:
+    mode: Literal["none", "grid", "codebook"] = field(
+        "none",
+        help="continuous actions for search: grid = evenly spaced values per dimension, all "
+        "combinations; codebook = zero action plus +/-push on each dimension",
+    )
+    values_per_dim: int = field(3, low=2, help="grid: values per action dimension")
+    push: float = field(
+        1.0, gt=0.0, high=1.0, help="codebook: each push, as a fraction of the half-range"
+    )
+
+
+@_frozen
 class EnvConfig:
     id: str = field("gymnax:CartPole-v1", help="environment id, with its source prefix")
     num_envs: int = field(16, low=1, help="environments stepped in parallel for training")
@@ -53,6 +67,10 @@ class EnvConfig:
     )
     params: dict[str, float] = field(
         default_factory=dict, help="overrides of the env params pytree, e.g. max_steps_in_episode"
+    )
+    discretize: DiscretizeConfig = field(
+        default_factory=DiscretizeConfig,
+        help="action discretisation for envs with continuous (Box) actions",
     )
 
 
@@ -73,10 +91,10 @@ class NetworkConfig:
     torso: Literal["auto", "mlp", "resnet"] = field(
         "auto", help="encoder torso; auto picks resnet for image (rank-3) observations"
     )
-    hidden_sizes: tuple[int, ...] = field((64, 64), help="MLP encoder layer widths")
+    hidden_sizes: tuple[int, ...] = field((64, 64), low=1, help="MLP encoder layer widths")
     latent_dim: int = field(64, low=1, help="size of the latent state")
-    dynamics_hidden_sizes: tuple[int, ...] = field((64, 64), help="dynamics MLP widths")
-    head_hidden_sizes: tuple[int, ...] = field((64,), help="widths of each head's MLP")
+    dynamics_hidden_sizes: tuple[int, ...] = field((64, 64), low=1, help="dynamics MLP widths")
+    head_hidden_sizes: tuple[int, ...] = field((64,), low=1, help="widths of each head's MLP")
     activation: Literal["relu", "elu", "gelu", "silu"] = field("relu", help="activation")
     layer_norm: bool = field(True, help="LayerNorm after each hidden layer")
     latent_norm: Literal["minmax", "layernorm", "none"] = field(
@@ -107,20 +125,26 @@ class SearchConfig:
     for_acting_test: bool = field(True, help="act with search at evaluation")
     max_depth: int | None = field(None, low=1, help="tree depth limit (mctx max_depth)")
     temperature: float = field(
-        1.0, low=0.0, help="muzero: visit-count temperature for acting while training"
+        1.0, low=0.0, help="muzero: visit-count temperature for acting while training", static=False
     )
-    dirichlet_alpha: float = field(0.3, gt=0.0, help="muzero: root Dirichlet noise alpha")
+    dirichlet_alpha: float = field(
+        0.3, gt=0.0, help="muzero: root Dirichlet noise alpha", static=False
+    )
     dirichlet_fraction: float = field(
-        0.25, low=0.0, high=1.0, help="muzero: root noise weight (0 at evaluation)"
+        0.25, low=0.0, high=1.0, help="muzero: root noise weight (0 at evaluation)", static=False
     )
-    pb_c_init: float = field(1.25, gt=0.0, help="muzero: PUCT exploration constant")
-    pb_c_base: float = field(19652.0, gt=0.0, help="muzero: PUCT base")
-    gumbel_scale: float = field(1.0, low=0.0, help="gumbel: scale of the root Gumbel noise")
+    pb_c_init: float = field(1.25, gt=0.0, help="muzero: PUCT exploration constant", static=False)
+    pb_c_base: float = field(19652.0, gt=0.0, help="muzero: PUCT base", static=False)
+    gumbel_scale: float = field(
+        1.0, low=0.0, help="gumbel: scale of the root Gumbel noise", static=False
+    )
     max_num_considered_actions: int = field(
         16, low=1, help="gumbel: actions considered by sequential halving"
     )
-    value_scale: float = field(0.1, gt=0.0, help="gumbel: sigma's value_scale (mctx default)")
-    maxvisit_init: float = field(50.0, gt=0.0, help="gumbel: sigma's maxvisit_init")
+    value_scale: float = field(
+        0.1, gt=0.0, help="gumbel: sigma's value_scale (mctx default)", static=False
+    )
+    maxvisit_init: float = field(50.0, gt=0.0, help="gumbel: sigma's maxvisit_init", static=False)
     greedy_eval: bool = field(True, help="evaluation picks the best action (no noise)")
 
     @property
@@ -136,7 +160,9 @@ class SearchConfig:
 class LossConfig:
     unroll_steps: int = field(5, low=1, help="K: model steps unrolled per sampled position")
     td_steps: int = field(10, low=1, help="n of the n-step value target")
-    discount: float = field(0.99, gt=0.0, high=1.0, help="discount of returns and search")
+    discount: float = field(
+        0.99, gt=0.0, high=1.0, help="discount of returns and search", static=False
+    )
     bootstrap: Literal["target_network", "stored"] = field(
         "target_network",
         help=(
@@ -154,9 +180,14 @@ class LossConfig:
     weights: dict[str, float] = field(
         default_factory=lambda: {"policy": 1.0, "value": 0.25, "reward": 1.0, "terminal": 1.0},
         help=f"weight of each named loss term {LOSS_TERMS}; 0 removes the term",
+        static=False,
     )
     dynamics_gradient_scale: float = field(
-        0.5, low=0.0, high=1.0, help="gradient scale at each dynamics step (MuZero: 0.5)"
+        0.5,
+        low=0.0,
+        high=1.0,
+        help="gradient scale at each dynamics step (MuZero: 0.5)",
+        static=False,
     )
     inject_nan_at_update: int = field(
         0,
@@ -170,6 +201,7 @@ class LossConfig:
         high=1.0,
         help="predicted termination probability that makes a model "
         "state absorbing (discount 0) in search",
+        static=False,
     )
 
     def __post_init__(self) -> None:
@@ -183,11 +215,11 @@ class LossConfig:
 
 @_frozen
 class OptimConfig:
-    learning_rate: float = field(3e-3, gt=0.0, help="Adam learning rate")
+    learning_rate: float = field(3e-3, gt=0.0, help="Adam learning rate", static=False)
     warmup_updates: int = field(0, low=0, help="linear learning-rate warm-up, in SGD updates")
-    weight_decay: float = field(0.0, low=0.0, help="decoupled weight decay (AdamW)")
-    max_grad_norm: float = field(5.0, gt=0.0, help="global gradient-norm clip")
-    adam_eps: float = field(1e-8, gt=0.0, help="Adam epsilon")
+    weight_decay: float = field(0.0, low=0.0, help="decoupled weight decay (AdamW)", static=False)
+    max_grad_norm: float = field(5.0, gt=0.0, help="global gradient-norm clip", static=False)
+    adam_eps: float = field(1e-8, gt=0.0, help="Adam epsilon", static=False)
     target_update_period: int = field(
         100, low=1, help="SGD updates between copies of the online params to the target params"
     )
@@ -207,8 +239,10 @@ class ReplayConfig:
     min_size: int = field(1_000, low=0, help="transitions collected before SGD starts")
     batch_size: int = field(128, low=1, help="sequences per SGD update")
     prioritized: bool = field(False, help="sample in proportion to priority^alpha")
-    priority_exponent: float = field(1.0, low=0.0, help="alpha of prioritized replay")
-    importance_exponent: float = field(1.0, low=0.0, help="beta of the importance weights")
+    priority_exponent: float = field(1.0, low=0.0, help="alpha of prioritized replay", static=False)
+    importance_exponent: float = field(
+        1.0, low=0.0, help="beta of the importance weights", static=False
+    )
 
 
 @_frozen

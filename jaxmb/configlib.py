@@ -168,6 +168,8 @@ class FieldSpec:
         parts = [self.range_text()]
         if self.choices is not None:
             parts.append("one of " + ", ".join(map(repr, self.choices)))
+        if not self.static:
+            parts.append("sweepable")
         return "; ".join(p for p in parts if p) or None
 
 
@@ -474,6 +476,9 @@ def _assign(
     elif sub is not None and isinstance(value, Mapping):
         node[name] = _merge(sub, child, value, key, root)
     elif _is_dict_type(tp) and len(rest) == 1:
+        if name not in node:  # one entry changes; the others keep their defaults
+            default = _default(_fields(cls)[name])
+            child = dict(default) if isinstance(default, Mapping) else {}
         child[rest[0]] = value
         node[name] = child
     elif rest:

@@ -69,7 +69,9 @@ def total_loss(
     total = jnp.zeros((), jnp.float32)
     parts = {}
     for name, weight in weights.items():
-        if weight == 0.0:
+        # A weight may be a tracer (a swept hyperparameter, see jaxmb.hparams): only a
+        # Python 0 removes the term from the program.
+        if isinstance(weight, int | float) and weight == 0.0:
             continue
         per_sequence = LOSS_TERMS[name](unroll, targets)
         parts[name] = jnp.mean(per_sequence)

@@ -10,6 +10,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _save(fig, path: str, title: str) -> str:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curves(metrics: dict[str, np.ndarray], path: str, *, title: str = "") -> str:
     """Greedy eval return (per seed, thin; mean, thick) and training episode return.
 
@@ -37,9 +46,58 @@ def plot_learning_curves(metrics: dict[str, np.ndarray], path: str, *, title: st
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("episode return")
     axes[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
+
+
+def plot_sweep(
+    metrics: dict[str, np.ndarray],
+    member_point: np.ndarray,
+    point_labels: list[str],
+    path: str,
+    *,
+    title: str = "",
+) -> str:
+    """Greedy eval curves per grid point (mean over seeds, 95% t interval shaded) and the
+    final eval return per point as bars with the same interval.
+
+    Args:
+      metrics: arrays `[num_members, num_iterations]`.
+      member_point: `[num_members]`, the grid point of each member.
+      point_labels: one label per grid point.
+      path: PNG path to write.
+      title: figure title.
+    """
+    from jaxmb.sweeps import t_interval
+
+    steps = metrics["env_steps"][0]
+    evals = metrics["eval/episode_return"]
+    evaluated = np.isfinite(evals).any(axis=0)
+    fig, (curves, bars) = plt.subplots(
+        1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]}
+    )
+    means, lows, highs = [], [], []
+    for p, label in enumerate(point_labels):
+        rows = evals[member_point == p][:, evaluated]
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(rows, axis=0)
+        line = curves.plot(steps[evaluated], mean, lw=1.8, marker="o", ms=3, label=label)[0]
+        intervals = [t_interval(rows[:, j]) for j in range(rows.shape[1])]
+        if all(i is not None for i in intervals) and intervals:
+            low, high = np.asarray(intervals).T
+            curves.fill_between(steps[evaluated], low, high, color=line.get_color(), alpha=0.2)
+        finals = [row[np.isfinite(row)][-1] for row in rows if np.isfinite(row).any()]
+        final_mean = float(np.mean(finals)) if finals else np.nan
+        interval = t_interval(finals)
+        means.append(final_mean)
+        lows.append(final_mean - interval[0] if interval else 0.0)
+        highs.append(interval[1] - final_mean if interval else 0.0)
+    curves.set_xlabel("environment steps")
+    curves.set_ylabel("greedy evaluation return")
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=7)
+    positions = np.arange(len(point_labels))
+    bars.bar(positions, means, yerr=[lows, highs], capsize=4, color="tab:blue", alpha=0.7)
+    bars.set_xticks(positions, point_labels, rotation=30, ha="right", fontsize=7)
+    bars.set_ylabel("final greedy evaluation return")
+    bars.grid(alpha=0.3, axis="y")
+    return _save(fig, path, title)

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmb import configlib
+from jaxmb import configlib, distributed
 from jaxmb.checkpoint import Checkpointer
 from jaxmb.config import Config, ConfigError
 from jaxmb.logger import RunLogger
@@ -62,6 +62,39 @@ def _seed_keys(config: Config) -> jax.Array:
     return jax.random.split(jax.random.key(config.run.seed), config.run.num_seeds)
 
 
+def _zeros_like(shapes: Any) -> Any:
+    """Host zeros (and keys) shaped like `jax.eval_shape`'s output: a placeholder that
+    `_broadcast_tree` fills with process 0's values."""
+
+    def zeros(s):
+        if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):
+            return jax.random.split(jax.random.key(0), s.shape) if s.shape else jax.random.key(0)
+        return np.zeros(s.shape, s.dtype)
+
+    return jax.tree.map(zeros, shapes)
+
+
+def _broadcast_tree(tree: Any) -> Any:
+    """Process 0's host values of `tree`, in every process (a collective)."""
+    from jax.experimental import multihost_utils
+
+    leaves, treedef = jax.tree.flatten(tree)
+    is_key = [jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) for x in leaves]
+    data = [jax.random.key_data(x) if k else x for x, k in zip(leaves, is_key, strict=True)]
+    data = multihost_utils.broadcast_one_to_all(data)
+    out = [
+        jax.random.wrap_key_data(np.asarray(d), impl=jax.random.key_impl(x)) if k else np.asarray(d)
+        for x, d, k in zip(leaves, data, is_key, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, out)
+
+
+def _broadcast_int(value: int) -> int:
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
 def _check_same_config(config: Config, run_dir: str) -> None:
     """A run directory resumes only the config it was started with."""
     saved = configlib.to_dict(configlib.load(os.path.join(run_dir, "config.yaml"), cls=Config))
@@ -83,61 +116,122 @@ def _get(tree: dict, dotted: str):
     return tree
 
 
-def train_run(config: Config, *, quiet: bool = False) -> RunResult:
-    """Trains `config.run.num_seeds` seeds together and writes the run directory.
+def train_run(
+    config: Config,
+    *,
+    quiet: bool = False,
+    hparams: dict[str, np.ndarray] | None = None,
+    keys: jax.Array | None = None,
+    run_dir: str | None = None,
+) -> RunResult:
+    """Trains `config.run.num_seeds` members together and writes the run directory.
 
     If the run directory already holds checkpoints of the same config, training resumes from
     the latest one. A non-finite loss raises `jaxmb.train.NonFiniteLossError` after the last
     good state is kept (checkpoints are never written from a halted state).
+
+    Args:
+      config: the run's config; `run.num_seeds` members train in one program.
+      quiet: no progress bar.
+      hparams: sweepable key -> `[num_seeds]` values, one per member (`jaxmb.sweep`).
+      keys: `[num_seeds]` PRNG keys (default: split from `run.seed`).
+      run_dir: the directory to fill (default: `run.root/run.name`).
     """
-    run_dir = prepare_run_dir(config)
+    primary = jax.process_index() == 0
+    if primary:
+        run_dir = prepare_run_dir(config) if run_dir is None else run_dir
+    else:  # only process 0 writes; the others compute their share of the same program
+        run_dir = run_dir or os.path.abspath(os.path.join(config.run.root, config.run.name))
     config_path = os.path.join(run_dir, "config.yaml")
-    checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"))
-    resume_step = checkpointer.latest_step()
-    if resume_step is not None and os.path.exists(config_path):
-        _check_same_config(config, run_dir)
-    configlib.dump_yaml(config, config_path)
+    checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints")) if primary else None
+    resume_step = checkpointer.latest_step() if primary else None
+    if jax.process_count() > 1:
+        # Meet first: gloo gives a process 30 s to join the first collective, less than
+        # process 0 may spend preparing the run directory.
+        distributed.barrier("jaxmb-run-dir")
+        resume_step = _broadcast_int(-1 if resume_step is None else resume_step)
+        resume_step = None if resume_step < 0 else resume_step
+    if primary:
+        if resume_step is not None and os.path.exists(config_path):
+            _check_same_config(config, run_dir)
+        configlib.dump_yaml(config, config_path)
     num_seeds = config.run.num_seeds
-    logger = RunLogger(
-        run_dir,
-        config.num_iterations * config.steps_per_iteration,
-        num_seeds=num_seeds,
-        tensorboard=config.run.tensorboard,
-        progress=config.run.progress and not quiet,
-    )
+    logger = None
+    if primary:
+        logger = RunLogger(
+            run_dir,
+            config.num_iterations * config.steps_per_iteration,
+            num_seeds=num_seeds,
+            tensorboard=config.run.tensorboard,
+            progress=config.run.progress and not quiet,
+        )
+
+    def log(report) -> None:
+        if logger is not None:  # callbacks run in process 0 only; this is belt and braces
+            logger(report)
 
     def save_checkpoint(state) -> None:
-        checkpointer.save(int(np.asarray(state.iteration).reshape(-1)[0]), state)
+        if checkpointer is not None:
+            checkpointer.save(int(np.asarray(state.iteration).reshape(-1)[0]), state)
 
     train = make_train(
-        config, callback=logger, checkpoint_callback=save_checkpoint, num_seeds=num_seeds
+        config, callback=log, checkpoint_callback=save_checkpoint, num_seeds=num_seeds
     )
-    keys = _seed_keys(config)
+    keys = _seed_keys(config) if keys is None else keys
     start = time.perf_counter()
     # Fresh and resumed runs go through the same compiled `train.run`, so that resuming gives
     # bit-identical results.
-    if resume_step is None:
-        state = jax.jit(train.init)(keys)
+    devices = {"processes": jax.process_count(), "seeds": 1, "envs": 1}
+    if jax.device_count() == 1:
+        if resume_step is None:
+            state = jax.jit(train.init)(keys)
+        else:
+            state = checkpointer.restore(jax.eval_shape(train.init, keys))
+        compiled = jax.jit(train.run).lower(state, hparams).compile()
+        args = (state, hparams)
     else:
-        state = checkpointer.restore(jax.eval_shape(train.init, keys))
-    start_iteration = int(np.asarray(state.iteration))
-    compiled = jax.jit(train.run).lower(state).compile()
+        # Members over devices (and hosts), each member's envs over what is left.
+        mesh = distributed.member_mesh(num_seeds, config.env.num_envs)
+        devices.update({name: int(size) for name, size in mesh.shape.items()})
+        if resume_step is None:
+            state = distributed.init_sharded(train, keys, mesh)
+        else:
+            like = jax.eval_shape(train.init, keys)
+            host = checkpointer.restore(like) if primary else _zeros_like(like)
+            if jax.process_count() > 1:
+                host = _broadcast_tree(host)
+            state = distributed.to_global(host, distributed.seed_shardings(train, keys, mesh)[0])
+        compiled = distributed.compile_sharded_run(train, state, mesh, hparams=hparams)
+        args = (state,)
+        if hparams:
+            args = (
+                state,
+                distributed.to_global(hparams, distributed.hparam_shardings(hparams, mesh)),
+            )
+    start_iteration = int(distributed.to_host(state.iteration))
     compile_seconds = time.perf_counter() - start
-    logger.start()
+    if logger is not None:
+        logger.start()
     start = time.perf_counter()
     try:
-        final_state, metrics = compiled(state)
+        final_state, metrics = compiled(*args)
         jax.block_until_ready(metrics)
         jax.effects_barrier()
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
     run_seconds = time.perf_counter() - start
+    if jax.device_count() > 1:
+        final_state, metrics = distributed.to_host((final_state, metrics))
     check_finite(train.loop, final_state)
-    checkpointer.save(config.num_iterations, final_state)
-    checkpointer.close()
-
+    if checkpointer is not None:
+        checkpointer.save(config.num_iterations, final_state)
+        checkpointer.close()
     metrics = {k: np.asarray(v) for k, v in metrics.items()}
     summary = summarize(config, metrics, compile_seconds, run_seconds, start_iteration)
+    summary["mesh"] = devices  # processes, and devices along the members and the envs axes
+    if not primary:
+        return RunResult(run_dir, summary, metrics, final_state)
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     plot_path = os.path.join(run_dir, "plots", "learning_curve.png")

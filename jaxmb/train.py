@@ -33,18 +33,27 @@ axis under vmap; iterations not run hold NaN, or -1 for integer metrics):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 import flax.struct
+import gymnasium
 import jax
 import jax.numpy as jnp
 
 from jaxmb import envs as _envs_pkg  # noqa: F401  (registers the namespace package)
+from jaxmb import hparams as hparams_lib
 from jaxmb import replay as replay_lib
 from jaxmb.agents.muzero import MuZero, MuZeroState
-from jaxmb.config import Config
-from jaxmb.envs import EpisodeStatistics, VectorEnv, make
+from jaxmb.config import Config, ConfigError
+from jaxmb.envs import (
+    EpisodeStatistics,
+    MissingDependencyError,
+    UnknownEnvError,
+    VectorEnv,
+    make,
+)
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -66,11 +75,44 @@ class TrainState:
 
 
 def build_env(config: Config):
-    """The env and its params with the config's overrides applied."""
-    return make(config.env.id, **dict(config.env.params))
+    """The env and its params with the config's overrides applied.
+
+    Raises:
+      ConfigError: naming `env.id` (an unknown id, with the close ones; a missing optional
+        package, with the `pip install` to run) or `env.params` (a param the env lacks).
+    """
+    try:
+        env, params = make(config.env.id)
+    except (UnknownEnvError, MissingDependencyError) as err:
+        raise ConfigError(str(err), "env.id") from err
+    if config.env.params:
+        try:
+            env, params = make(config.env.id, **dict(config.env.params))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(str(err), "env.params") from err
+    discretize = config.env.discretize
+    if discretize.mode != "none":
+        from jaxmb.envs.discretize import Discretize
+
+        try:
+            env = Discretize(
+                env,
+                mode=discretize.mode,
+                values_per_dim=discretize.values_per_dim,
+                push=discretize.push,
+            )
+        except (ValueError, TypeError) as err:
+            raise ConfigError(str(err), "env.discretize") from err
+    return env, params
 
 
 def build_agent(config: Config, env) -> MuZero:
+    if not isinstance(env.action_space, gymnasium.spaces.Discrete):
+        raise ConfigError(
+            f"MuZero needs discrete actions and {config.env.id} has {env.action_space}; set "
+            "env.discretize.mode to grid or codebook",
+            "env.discretize.mode",
+        )
     return MuZero(config.agent, env.observation_space, env.action_space)
 
 
@@ -86,10 +128,16 @@ def _nanmean_where(values: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 class _Loop:
-    """The pieces of the compiled loop, as functions of explicit state."""
+    """The pieces of the compiled loop, as functions of explicit state.
+
+    `config` decides the program's structure; `hparams` (dotted key -> scalar, possibly a
+    tracer; see `jaxmb.hparams`) replaces numeric leaves in what the agent and the replay
+    sampler read (`self.hp`).
+    """
 
     def __init__(self, config: Config):
         self.config = config
+        self.hp = config
         self.env, self.env_params = build_env(config)
         self.agent = build_agent(config, self.env)
         self.train_env = VectorEnv(EpisodeStatistics(self.env), config.env.num_envs)
@@ -104,6 +152,15 @@ class _Loop:
         weights = config.agent.loss.weights
         #: What the NaN guard checks, in the bit order of `TrainState.nan_terms`.
         self.guarded_terms = (*(t for t, w in weights.items() if w), "grad_norm")
+
+    def with_hparams(self, hparams: dict[str, Any]) -> _Loop:
+        """This loop with an agent that reads `hparams` (traced scalars) in place of the
+        config's values. Everything else, the envs included, is shared: envs must not be built
+        inside a trace (some compute their spaces with jnp)."""
+        loop = copy.copy(self)
+        loop.hp = hparams_lib.substitute(self.config, hparams)
+        loop.agent = build_agent(loop.hp, self.env)
+        return loop
 
     # --------------------------------------------------------------------------- init
 
@@ -208,7 +265,7 @@ class _Loop:
         `TrainState`), no later update is either. Returns the agent state, the replay, mean
         metrics and the new guard.
         """
-        cfg = self.config.replay
+        cfg = self.hp.replay
         names = self.guarded_terms
 
         def one_update(carry, update_key):
@@ -415,7 +472,10 @@ def make_train(
         scan, so callbacks receive every member's metrics at once (leading axis `[num_seeds]`).
 
     Returns:
-      `train(key) -> (final TrainState, metrics)`, a pure function to `jax.jit`.
+      `train(key, hparams=None) -> (final TrainState, metrics)`, a pure function to
+      `jax.jit`. `hparams` maps sweepable config keys to traced scalars (see
+      `jaxmb.hparams`): `jax.jit(jax.vmap(train))(keys, hparams)` sweeps them in one program,
+      and with `num_seeds=S` they are `[S]` arrays, one value per member.
     """
     loop = _Loop(config)
 
@@ -436,38 +496,72 @@ def make_train(
                 lambda: None,
             )
 
+    def loop_for(hparams: dict | None) -> _Loop:
+        """The loop reading `hparams` (traced scalars); the static one when there are none."""
+        if not hparams:
+            return loop
+        hparams_lib.check_keys(config, hparams)
+        return loop.with_hparams(hparams)
+
+    def check_hparams(hparams: dict | None, batch: int | None) -> None:
+        if not hparams:
+            return
+        hparams_lib.check_keys(config, hparams)
+        for key, value in hparams.items():
+            shape = jnp.shape(value)
+            want = () if batch is None else (batch,)
+            if shape != want:
+                raise ValueError(
+                    f"hparams[{key!r}] has shape {shape}; train takes "
+                    + ("scalars (vmap train to sweep)" if batch is None else f"[{batch}] arrays")
+                )
+
     if num_seeds is None:
         init = loop.init
-        step = loop.step
+
+        def step(state, hparams):
+            return loop_for(hparams).step(state)
     else:
         init = loop.init_seeds
 
-        def step(state):
+        def step(state, hparams):
             # The iteration counter and the replay's write counter are the same for every
             # seed; keeping them unbatched keeps `lax.cond` (when to learn, when to evaluate)
             # a real branch instead of a select that would run both sides.
             axes = _seed_axes(state)
             active = ~jnp.all(state.halted)  # one value for all seeds: a real branch
-            return jax.vmap(loop.step, in_axes=(axes, None), out_axes=(axes, 0))(state, active)
+            return jax.vmap(
+                lambda s, h, a: loop_for(h).step(s, a),
+                in_axes=(axes, 0, None),
+                out_axes=(axes, 0),
+            )(state, hparams, active)
 
-    def run(state: TrainState) -> tuple[TrainState, dict]:
-        """Runs the iterations left in `state` (all of them for a fresh state)."""
+    def run(state: TrainState, hparams: dict | None = None) -> tuple[TrainState, dict]:
+        """Runs the iterations left in `state` (all of them for a fresh state).
+
+        `hparams` (optional) maps sweepable config keys (`jaxmb.hparams.sweepable_keys`) to
+        scalars, or to `[num_seeds]` arrays for a seed-batched `train`: one value per member.
+        """
+        check_hparams(hparams, num_seeds)
+        hparams = (
+            None if not hparams else {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+        )
 
         def body(state, _):
             active = state.iteration < config.num_iterations
-            state, metrics = step(state)
+            state, metrics = step(state, hparams)
             hooks(state, metrics, active)
             return state, None
 
         state, _ = jax.lax.scan(body, state, None, length=config.num_iterations)
         return state, state.history
 
-    def train(key: jax.Array) -> tuple[TrainState, dict]:
-        return run(init(key))
+    def train(key: jax.Array, hparams: dict | None = None) -> tuple[TrainState, dict]:
+        return run(init(key), hparams)
 
     train.loop = loop  # the env, agent and helpers, for callers that need them
     train.init = init  # key(s) -> fresh state
-    train.run = run  # state -> (final state, metrics): resumes a restored state
+    train.run = run  # (state, hparams=None) -> (final state, metrics): resumes a restored state
     return train
 
 

@@ -730,3 +730,11 @@ def test_property_valid_override_sets_the_value(key_value: tuple[str, Any]) -> N
         node = node[part]
     assert node == (list(value) if isinstance(value, tuple) else value)
     configlib.validate(cfg)
+
+
+def test_one_dict_entry_from_the_defaults_keeps_the_other_entries() -> None:
+    # `load` starts from no data at all: the entry must merge into the field's default dict.
+    from jaxmb import config as jaxmb_config
+
+    weights = jaxmb_config.load(None, ["agent.loss.weights.terminal=0"]).agent.loss.weights
+    assert weights == {"policy": 1.0, "value": 0.25, "reward": 1.0, "terminal": 0.0}

@@ -9,7 +9,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from test_train import TINY
+from tiny_config import TINY
 
 from jaxmb.evaluate import load_run
 

@@ -3,35 +3,9 @@
 import jax
 import numpy as np
 import pytest
+from tiny_config import tiny
 
-from jaxmb import config as config_lib
 from jaxmb.train import NonFiniteLossError, check_finite, make_train
-
-TINY = [
-    "env.num_envs=4",
-    "env.num_eval_envs=2",
-    "env.eval_max_steps=20",
-    "agent.network.hidden_sizes=[16]",
-    "agent.network.latent_dim=8",
-    "agent.network.dynamics_hidden_sizes=[16]",
-    "agent.network.head_hidden_sizes=[16]",
-    "agent.network.value_support={num_atoms: 11, vmin: -5, vmax: 5}",
-    "agent.network.reward_support={num_atoms: 11, vmin: -5, vmax: 5}",
-    "agent.search.num_simulations=4",
-    "agent.loss.unroll_steps=2",
-    "agent.loss.td_steps=2",
-    "replay.capacity=256",
-    "replay.min_size=32",
-    "replay.batch_size=8",
-    "train.rollout_steps=4",
-    "train.replay_ratio=0.125",
-    "train.total_env_steps=160",
-    "train.eval_every=80",
-]
-
-
-def tiny(*extra):
-    return config_lib.load(None, TINY + list(extra))
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +103,20 @@ def test_nan_guard_keeps_last_finite_update_and_names_it(num_seeds):
         # The seed-batched program stops iterating once every seed has halted.
         assert int(state.iteration) == 4
         assert np.isnan(metrics["loss"][:, 4:]).all()
+
+
+def test_continuous_actions_reach_muzero_through_env_discretize():
+    """gymnax Pendulum (Box actions in [-2, 2]) trains once `env.discretize` gives it a grid;
+    without one, the config error names the key to set."""
+    from jaxmb.config import ConfigError
+
+    cfg = tiny(
+        "env.id=gymnax:Pendulum-v1", "env.discretize.mode=grid", "env.discretize.values_per_dim=5"
+    )
+    train = make_train(cfg)
+    assert train.loop.agent.num_actions == 5
+    np.testing.assert_allclose(np.ravel(train.loop.env.codebook), [-2, -1, 0, 1, 2])
+    _, metrics = jax.eval_shape(train, jax.random.key(0))
+    assert metrics["loss"].shape == (cfg.num_iterations,)
+    with pytest.raises(ConfigError, match="env.discretize.mode"):
+        make_train(tiny("env.id=gymnax:Pendulum-v1"))

@@ -1,0 +1,99 @@
+"""`jaxmb.sweep` and `python -m jaxmb sweep`: a grid x seeds in one program, one run directory
+per member, sweep.json and the comparison plot."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+from tiny_config import tiny
+
+import jaxmb
+from jaxmb.__main__ import main
+from jaxmb.config import ConfigError
+from jaxmb.sweeps import t_interval
+
+LR = "agent.optim.learning_rate"
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    config = tiny(f"run.root={root}", "run.progress=false", "run.tensorboard=false")
+    grid = {LR: [1e-3, 1e-2]}
+    return config, grid, jaxmb.sweep(config, seeds=2, grid=grid, name="lr")
+
+
+def test_sweep_writes_one_run_directory_per_member(swept):
+    config, _, result = swept
+    assert [m["label"] for m in result.members] == [
+        "learning_rate=0.001-seed0",
+        "learning_rate=0.001-seed1",
+        "learning_rate=0.01-seed0",
+        "learning_rate=0.01-seed1",
+    ]
+    for index, member in enumerate(result.members):
+        run_dir = member["run_dir"]
+        for name in ("config.yaml", "metrics.jsonl", "summary.json", "plots/learning_curve.png"):
+            assert os.path.exists(os.path.join(run_dir, name)), name
+        with open(os.path.join(run_dir, "config.yaml")) as f:
+            saved = yaml.safe_load(f)
+        assert saved["agent"]["optim"]["learning_rate"] == member["hparams"][LR]
+        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+            rows = [json.loads(line) for line in f]
+        assert len(rows) == config.num_iterations
+        losses = [np.nan if r["loss"] is None else r["loss"] for r in rows]
+        np.testing.assert_allclose(losses, result.metrics["loss"][index])
+    # Seeds repeat across grid points (common random numbers): the first iteration, before
+    # any learning, is the same for seed 0 of both learning rates.
+    episodes = result.metrics["train/episodes"]
+    np.testing.assert_array_equal(episodes[0, :2], episodes[2, :2])
+    loss = result.metrics["loss"]
+    assert not np.allclose(loss[0, 1:], loss[2, 1:])
+
+
+def test_sweep_json_and_plot(swept):
+    _, grid, result = swept
+    with open(os.path.join(result.sweep_dir, "sweep.json")) as f:
+        summary = json.load(f)
+    assert summary["grid"] == grid and summary["seeds"] == 2 and summary["num_members"] == 4
+    for point, members in zip(summary["points"], ([0, 1], [2, 3]), strict=True):
+        finals = [result.members[i]["final_eval_return"] for i in members]
+        assert point["final_eval_return"] == finals
+        assert point["mean"] == pytest.approx(np.mean(finals))
+        low, high = point["ci95"]
+        assert low <= point["mean"] <= high
+    assert os.path.getsize(os.path.join(result.sweep_dir, "plots", "sweep.png")) > 10_000
+
+
+def test_rerunning_a_finished_sweep_resumes_and_another_grid_is_refused(swept):
+    config, grid, result = swept
+    again = jaxmb.sweep(config, seeds=2, grid=grid, name="lr")
+    assert again.summary["points"] == result.summary["points"]
+    with pytest.raises(ConfigError, match="another grid"):
+        jaxmb.sweep(config, seeds=2, grid={LR: [1e-3]}, name="lr")
+
+
+def test_t_interval_matches_a_hand_computation():
+    # mean 2, sample sd 1, n = 3: t_{0.975, 2} = 4.302653 -> half width 4.302653 / sqrt(3).
+    low, high = t_interval([1.0, 2.0, 3.0])
+    assert (high - low) / 2 == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6)
+    assert t_interval([1.0]) is None
+
+
+@pytest.mark.parametrize(
+    ("grid", "says"),
+    [
+        ("agent.search.num_simulations=4,8", "structural"),
+        ("agent.optim.learnin_rate=1e-3", "did you mean"),
+        ("agent.loss.discount=0.9,1.5", "agent.loss.discount"),
+        ("agent.loss.discount=", "key=v1,v2"),
+    ],
+)
+def test_cli_sweep_errors_name_the_key_before_compiling(grid, says, capsys, tmp_path):
+    code = main(["sweep", f"run.root={tmp_path}", "--grid", grid, "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert "Traceback" not in err

@@ -1,0 +1,34 @@
+"""The smallest config that exercises every part of the loop, shared by the test modules.
+
+10 iterations of 16 env steps (4 CartPoles x 4 steps), learning from the 2nd iteration,
+evaluation at the 5th and 10th.
+"""
+
+from jaxmb import config as config_lib
+
+TINY = [
+    "env.num_envs=4",
+    "env.num_eval_envs=2",
+    "env.eval_max_steps=20",
+    "agent.network.hidden_sizes=[16]",
+    "agent.network.latent_dim=8",
+    "agent.network.dynamics_hidden_sizes=[16]",
+    "agent.network.head_hidden_sizes=[16]",
+    "agent.network.value_support={num_atoms: 11, vmin: -5, vmax: 5}",
+    "agent.network.reward_support={num_atoms: 11, vmin: -5, vmax: 5}",
+    "agent.search.num_simulations=4",
+    "agent.loss.unroll_steps=2",
+    "agent.loss.td_steps=2",
+    "replay.capacity=256",
+    "replay.min_size=32",
+    "replay.batch_size=8",
+    "train.rollout_steps=4",
+    "train.replay_ratio=0.125",
+    "train.total_env_steps=160",
+    "train.eval_every=80",
+]
+
+
+def tiny(*extra):
+    """The TINY config with more overrides."""
+    return config_lib.load(None, TINY + list(extra))
