@@ -25,7 +25,12 @@ axis under vmap; iterations not run hold NaN, or -1 for integer metrics):
                              iteration (NaN if none ended);
   `train/episodes`           number of training episodes that ended in the iteration;
   `eval/episode_return`      mean greedy return over `num_eval_envs` episodes, at the
-                             iterations that evaluate (NaN elsewhere);
+                             iterations that evaluate (NaN elsewhere); for two-player
+                             games, the agent's mean outcome (+1 win, -1 loss) against a
+                             uniform random legal player;
+  `eval/win_rate`, `eval/win_rate_previous`   two-player games only: the share of games
+                             won against the random player, and against the params of the
+                             previous evaluation (a frozen earlier checkpoint);
   `learning`                 1 where SGD ran in the iteration;
   `loss`, `loss/<term>`, `grad_norm`   means over the iteration's SGD updates (NaN before
                              learning starts).
@@ -72,6 +77,9 @@ class TrainState:
     halted: jax.Array  # [] bool: a non-finite loss or gradient stopped learning
     nan_update: jax.Array  # [] int32: the SGD update that was non-finite (-1: none)
     nan_terms: jax.Array  # [] int32: bit i set if `_Loop.guarded_terms[i]` was non-finite
+    # Two-player envs: the params of the last evaluation, the "previous checkpoint" opponent
+    # (None for one-player envs).
+    opponent_params: Any = None
 
 
 def build_env(config: Config):
@@ -113,7 +121,12 @@ def build_agent(config: Config, env) -> MuZero:
             "env.discretize.mode to grid or codebook",
             "env.discretize.mode",
         )
-    return MuZero(config.agent, env.observation_space, env.action_space)
+    return MuZero(
+        config.agent,
+        env.observation_space,
+        env.action_space,
+        num_players=getattr(env, "num_players", 1),
+    )
 
 
 def _missing(dtype) -> float | int:
@@ -152,6 +165,7 @@ class _Loop:
         weights = config.agent.loss.weights
         #: What the NaN guard checks, in the bit order of `TrainState.nan_terms`.
         self.guarded_terms = (*(t for t, w in weights.items() if w), "grad_norm")
+        self.two_player = getattr(self.env, "num_players", 1) == 2
 
     def with_hparams(self, hparams: dict[str, Any]) -> _Loop:
         """This loop with an agent that reads `hparams` (traced scalars) in place of the
@@ -184,6 +198,7 @@ class _Loop:
             halted=jnp.zeros((), bool),
             nan_update=jnp.full((), -1, jnp.int32),
             nan_terms=jnp.zeros((), jnp.int32),
+            opponent_params=agent_state.params if self.two_player else None,
         )
         shapes = jax.eval_shape(lambda s: self.iteration(s)[1], state)
         history = {
@@ -314,8 +329,13 @@ class _Loop:
 
     # --------------------------------------------------------------------------- evaluation
 
-    def evaluate(self, agent_state: MuZeroState, key: jax.Array) -> jax.Array:
-        """Mean return of one greedy episode in each of `num_eval_envs` envs."""
+    def _play_episodes(self, key: jax.Array, choose) -> jax.Array:
+        """One episode in each of the `num_eval_envs` eval envs (capped at `eval_max_steps`).
+
+        `choose(env_state, obs, mask, key) -> (actions [N], credit [N])` picks the actions;
+        each step's reward is added to an env's total times its `credit` (1 for one player;
+        +1 or -1 in a two-player game, by whose move it was). Returns the totals `[N]`.
+        """
         env, params = self.eval_env, self.env_params
         num = self.config.env.num_eval_envs
         reset_key, key = jax.random.split(key)
@@ -326,16 +346,16 @@ class _Loop:
             return (t < self.config.env.eval_max_steps) & ~jnp.all(finished)
 
         def body(carry):
-            t, env_state, obs, returns, finished, key = carry
+            t, env_state, obs, totals, finished, key = carry
             key, act_key, env_key = jax.random.split(key, 3)
             mask = env.action_mask(env_state, params)
-            action, _ = self.agent.act(agent_state, obs, act_key, training=False, action_mask=mask)
+            action, credit = choose(env_state, obs, mask, act_key)
             obs, env_state, reward, terminated, truncated, _ = env.step(
                 env_key, env_state, action, params
             )
-            returns = returns + jnp.where(finished, 0.0, reward)
+            totals = totals + jnp.where(finished, 0.0, credit * reward)
             finished = finished | terminated | truncated
-            return t + 1, env_state, obs, returns, finished, key
+            return t + 1, env_state, obs, totals, finished, key
 
         carry = (
             jnp.zeros((), jnp.int32),
@@ -345,8 +365,64 @@ class _Loop:
             jnp.zeros((num,), bool),
             key,
         )
-        returns = jax.lax.while_loop(cond, body, carry)[3]
-        return jnp.mean(returns)
+        return jax.lax.while_loop(cond, body, carry)[3]
+
+    def evaluate(self, agent_state: MuZeroState, key: jax.Array) -> jax.Array:
+        """Mean return of one greedy episode in each of `num_eval_envs` envs."""
+
+        def choose(env_state, obs, mask, key):
+            action, _ = self.agent.act(agent_state, obs, key, training=False, action_mask=mask)
+            return action, jnp.ones(action.shape, jnp.float32)
+
+        return jnp.mean(self._play_episodes(key, choose))
+
+    def evaluate_two_player(
+        self, agent_state: MuZeroState, key: jax.Array, opponent_params: Any | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """Games of the agent against a uniform random legal player (`opponent_params`
+        None; the agent acts greedily) or against the agent with `opponent_params` (both
+        sides act as when training, so that the games differ). The agent is player id 0,
+        which pgx gives black or white at random.
+
+        Returns the agent's mean outcome (+1 win, -1 loss, 0 unfinished) and win rate over
+        `num_eval_envs` games.
+        """
+        to_play = jax.vmap(self.env.to_play)
+        against_random = opponent_params is None
+
+        def choose(env_state, obs, mask, key):
+            agent_key, other_key = jax.random.split(key)
+            mover = to_play(env_state)
+            mine, _ = self.agent.act(
+                agent_state, obs, agent_key, training=not against_random, action_mask=mask
+            )
+            if against_random:
+                theirs = jax.random.categorical(other_key, jnp.where(mask, 0.0, -jnp.inf))
+            else:
+                opponent = agent_state.replace(params=opponent_params)
+                theirs, _ = self.agent.act(
+                    opponent, obs, other_key, training=True, action_mask=mask
+                )
+            # Rewards are the mover's: the agent's outcome is minus the opponent's reward.
+            return jnp.where(mover == 0, mine, theirs), jnp.where(mover == 0, 1.0, -1.0)
+
+        outcome = self._play_episodes(key, choose)
+        return jnp.mean(outcome), jnp.mean((outcome > 0).astype(jnp.float32))
+
+    def evaluate_metrics(
+        self, agent_state: MuZeroState, key: jax.Array, opponent_params: Any = None
+    ) -> dict:
+        """The `eval/*` metrics of one evaluation (see the module docstring)."""
+        if not self.two_player:
+            return {"eval/episode_return": self.evaluate(agent_state, key)}
+        random_key, previous_key = jax.random.split(key)
+        outcome, win_rate = self.evaluate_two_player(agent_state, random_key)
+        _, win_rate_previous = self.evaluate_two_player(agent_state, previous_key, opponent_params)
+        return {
+            "eval/episode_return": outcome,
+            "eval/win_rate": win_rate,
+            "eval/win_rate_previous": win_rate_previous,
+        }
 
     # --------------------------------------------------------------------------- iteration
 
@@ -374,19 +450,31 @@ class _Loop:
         iteration = state.iteration + 1
         last = iteration == cfg.num_iterations
         nan = jnp.full((), jnp.nan, jnp.float32)
+        eval_shapes = jax.eval_shape(
+            self.evaluate_metrics, agent_state, eval_key, state.opponent_params
+        )
+        no_eval = {k: nan for k in eval_shapes}
         if self.eval_every:
             do_eval = (iteration % self.eval_every == 0) | last
-            eval_return = jax.lax.cond(
-                do_eval, lambda: self.evaluate(agent_state, eval_key), lambda: nan
+            eval_metrics = jax.lax.cond(
+                do_eval,
+                lambda: self.evaluate_metrics(agent_state, eval_key, state.opponent_params),
+                lambda: no_eval,
             )
         else:
-            do_eval, eval_return = jnp.zeros((), bool), nan
+            do_eval, eval_metrics = jnp.zeros((), bool), no_eval
+        eval_return = eval_metrics["eval/episode_return"]
+        opponent_params = state.opponent_params
+        if self.two_player:  # the next evaluation plays against this one's params
+            opponent_params = jax.tree.map(
+                lambda new, old: jnp.where(do_eval, new, old), agent_state.params, opponent_params
+            )
         train_return = _nanmean_where(episode_return, episode_done)
         metrics = {
             "env_steps": iteration * cfg.steps_per_iteration,
             "train/episode_return": train_return,
             "train/episodes": jnp.sum(episode_done).astype(jnp.int32),
-            "eval/episode_return": eval_return,
+            **eval_metrics,
             "learning": can_learn.astype(jnp.int32),
             **learn_metrics,
         }
@@ -404,6 +492,7 @@ class _Loop:
             halted=halted,
             nan_update=nan_update,
             nan_terms=nan_terms,
+            opponent_params=opponent_params,
         )
         return new_state, metrics
 

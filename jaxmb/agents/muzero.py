@@ -57,13 +57,23 @@ class MuZero:
         config: AgentConfig,
         observation_space: gymnasium.spaces.Space,
         action_space: gymnasium.spaces.Space,
+        *,
+        num_players: int = 1,
     ):
         if not isinstance(action_space, gymnasium.spaces.Discrete):
             raise TypeError(
                 f"MuZero needs a Discrete action space, got {action_space}; wrap continuous "
                 "envs in an action-discretisation wrapper"
             )
+        if num_players not in (1, 2):
+            raise ValueError(f"num_players must be 1 or 2, got {num_players}")
         self.config = config
+        self.num_players = num_players
+        # Two-player zero-sum, players alternating (e.g. Go): every reward and value is from
+        # the view of the player to move, so one ply later the sign flips. A discount of
+        # -discount does exactly that in search (mctx's two-player convention) and in the
+        # n-step targets: z_t = r_t - g r_{t+1} + g^2 r_{t+2} ... +- g^n v_{t+n}.
+        self.signed_discount = -config.loss.discount if num_players == 2 else config.loss.discount
         self.observation_space = observation_space
         self.num_actions = int(action_space.n)
         obs_shape = tuple(observation_space.shape)
@@ -93,7 +103,7 @@ class MuZero:
             self.network,
             self.value_support,
             self.reward_support,
-            discount=config.loss.discount,
+            discount=self.signed_discount,
             terminal_threshold=config.loss.terminal_threshold,
         )
         optim = config.optim
@@ -228,7 +238,14 @@ class MuZero:
 
         value_targets = jax.vmap(
             lambda r, te, tr, v, fv: nstep_value_targets(
-                r, te, tr, v, fv, discount=loss_cfg.discount, td_steps=td, num_positions=positions
+                r,
+                te,
+                tr,
+                v,
+                fv,
+                discount=self.signed_discount,
+                td_steps=td,
+                num_positions=positions,
             )
         )(batch["reward"], batch["terminated"], batch["truncated"], values, batch["final_value"])
         masks = jax.vmap(lambda te, tr: unroll_masks(te, tr, positions))(

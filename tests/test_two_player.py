@@ -1,0 +1,89 @@
+"""Two-player zero-sum games (pgx Go): sign flips in targets and search, self-play and the
+evaluation against a random player and against the previous evaluation's params."""
+
+import jax
+import numpy as np
+import pytest
+from tiny_config import TINY
+
+from jaxmb import config as config_lib
+from jaxmb.targets import nstep_value_targets
+from jaxmb.train import make_train
+
+pytest.importorskip("pgx")
+
+GO_TINY = [
+    *TINY,
+    "env.id=pgx:go_9x9",
+    "env.num_eval_envs=4",
+    "env.eval_max_steps=170",  # every game ends (pgx scores it at move 162)
+    "agent.network.torso=resnet",
+    "agent.network.conv_channels=4",
+    "agent.network.num_res_blocks=0",
+    "agent.loss.discount=1.0",
+]
+
+
+def test_two_player_targets_alternate_signs():
+    """Movers A, B, A; A's move at t=2 wins the game (+1 to A). From A's view at t=0 the
+    return is +1, from B's view at t=1 it is -1, and after the end the targets are 0."""
+    rewards = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 0.0], np.float32)
+    terminated = np.array([0, 0, 1, 0, 0, 0], bool)
+    zeros = np.zeros(6, np.float32)
+    targets = nstep_value_targets(
+        rewards,
+        terminated,
+        np.zeros(6, bool),
+        zeros,
+        zeros,
+        discount=-1.0,
+        td_steps=3,
+        num_positions=3,
+    )
+    np.testing.assert_allclose(targets, [1.0, -1.0, 1.0])
+    # With a bootstrap: no end within the window, value 0.5 for the player to move at t=2.
+    values = np.array([0, 0, 0.5, 0.5, 0.5, 0.5], np.float32)
+    targets = nstep_value_targets(
+        np.zeros(6, np.float32),
+        np.zeros(6, bool),
+        np.zeros(6, bool),
+        values,
+        zeros,
+        discount=-0.9,
+        td_steps=2,
+        num_positions=1,
+    )
+    np.testing.assert_allclose(targets, [0.81 * 0.5])
+
+
+@pytest.fixture(scope="module")
+def go_run():
+    config = config_lib.load(None, GO_TINY)
+    train = make_train(config)
+    state, metrics = jax.jit(train)(jax.random.key(0))
+    return config, train, state, metrics
+
+
+def test_self_play_uses_signed_discounts(go_run):
+    config, train, _, _ = go_run
+    agent = train.loop.agent
+    assert agent.num_players == 2 and agent.signed_discount == -config.agent.loss.discount
+    # One-player envs keep the discount as it is.
+    assert make_train(config_lib.load(None, TINY)).loop.agent.signed_discount == 0.99
+
+
+def test_evaluation_reports_win_rates(go_run):
+    _, _, state, metrics = go_run
+    evaluated = np.isfinite(np.asarray(metrics["eval/episode_return"]))
+    assert evaluated.sum() == 2
+    win_rate = np.asarray(metrics["eval/win_rate"])[evaluated]
+    outcome = np.asarray(metrics["eval/episode_return"])[evaluated]
+    previous = np.asarray(metrics["eval/win_rate_previous"])[evaluated]
+    assert ((0 <= win_rate) & (win_rate <= 1) & (0 <= previous) & (previous <= 1)).all()
+    # Every game ends (no draws with komi 7.5): the mean outcome is wins minus losses.
+    np.testing.assert_allclose(outcome, 2 * win_rate - 1, atol=1e-6)
+    # The opponent params are those of the last evaluation, which is the end of the run.
+    same = jax.tree.map(
+        lambda a, b: np.array_equal(a, b), state.opponent_params, state.agent.params
+    )
+    assert all(jax.tree.leaves(same))
