@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast bench lint format clean
+.PHONY: run test test-all test-fast bench lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## train MuZero on CartPole-v1 with the default config
 	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m jaxmb train $(ARGS)
 
-test: $(STAMP)  ## the whole suite, learning tests included
+test: $(STAMP)  ## the suite CI runs, learning tests included (not the `heavy` ones)
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 --dist loadgroup -q -m "not heavy" $(ARGS)
+
+test-all: $(STAMP)  ## everything, the `heavy` tests too
 	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 --dist loadgroup -q $(ARGS)
 
 test-fast: $(STAMP)  ## everything but the slow learning tests
-	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 -q -m "not slow" $(ARGS)
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 -q -m "not slow and not heavy" $(ARGS)
 
 bench: $(STAMP)  ## throughput benchmark; writes benchmarks/results/*.json
 	$(PY) benchmarks/throughput.py $(ARGS)

@@ -114,7 +114,7 @@ def _named_key(err: ConfigError) -> bool:
 
 
 @settings(
-    max_examples=30,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,  # the same examples on every run: CI stays reproducible

@@ -368,7 +368,11 @@ def _assert_same_reports(actual: dict, expected: dict) -> None:
 
 @pytest.mark.parametrize(
     ("num_devices", "modes"),
-    [(8, ["jit"]), (4, ["shard_map"])],
+    [
+        (8, ["jit"]),
+        # shard_map is an opt-in mode that jaxmb.run does not use: `make test-all` only.
+        pytest.param(4, ["shard_map"], marks=pytest.mark.heavy),
+    ],
     ids=["8dev-jit", "4dev-shard_map"],
 )
 def test_sharded_seeds_match_unsharded(num_devices, modes, tmp_path):
@@ -441,7 +445,10 @@ def _wait_all(workers: list[_Worker], deadline: float) -> list[int | None]:
     return codes
 
 
-@pytest.mark.slow  # 5 compiles (2 modes x 2 processes + the reference): 2 to 4 minutes
+# 5 compiles (2 modes x 2 processes + the reference): 2 to 4 minutes. The default run has
+# test_cli_two_processes_match_one (the path users take); this one adds shard_map and the
+# to_global round trip across processes: `make test-all`.
+@pytest.mark.heavy
 def test_two_processes_match_one(tmp_path):
     """2 processes x 2 devices, 4 seeds: the metrics of one process running the 4 seeds.
 

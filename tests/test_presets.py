@@ -15,8 +15,8 @@ from jaxmb.train import make_train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = sorted(glob.glob(os.path.join(ROOT, "configs", "muzero", "*.yaml")))
 # MJX and Craftax programs take 30 s to minutes to trace on the CPU; their adapters have
-# their own tests.
-SLOW_SOURCES = ("playground", "brax", "craftax")
+# their own tests. The gymnax presets' programs are built by the other tests.
+SLOW_SOURCES = ("playground", "brax", "craftax", "gymnax")
 
 
 def test_every_env_has_a_preset():
