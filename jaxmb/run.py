@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import shutil
 import time
 from typing import Any
 
@@ -60,6 +62,33 @@ def prepare_run_dir(config: Config) -> str:
 
 def _seed_keys(config: Config) -> jax.Array:
     return jax.random.split(jax.random.key(config.run.seed), config.run.num_seeds)
+
+
+#: Checkpoints kept on disk at once (`Checkpointer`'s max_to_keep), plus the one being written.
+_CHECKPOINTS_ON_DISK = 4
+
+
+def _check_disk_space(run_dir: str, state_shapes: Any) -> None:
+    """A clear error before compiling when the disk cannot hold the run's checkpoints.
+
+    Each checkpoint holds the whole train state (the replay buffer is most of it). orbax
+    compresses, so this asks for the uncompressed size: the worst case of a full buffer.
+    """
+    state_bytes = sum(
+        math.prod(leaf.shape)
+        * (8 if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) else leaf.dtype.itemsize)
+        for leaf in jax.tree.leaves(state_shapes)
+    )
+    needed = state_bytes * _CHECKPOINTS_ON_DISK
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise ConfigError(
+            f"the disk holding {run_dir} has {free / 2**20:.0f} MiB free; the run's checkpoints "
+            f"need up to {needed / 2**20:.0f} MiB ({_CHECKPOINTS_ON_DISK} x "
+            f"{state_bytes / 2**20:.1f} MiB of train state, mostly the replay buffer). Free "
+            "some space, or shrink replay.capacity or run.num_seeds",
+            "run.root",
+        )
 
 
 def _zeros_like(shapes: Any) -> Any:
@@ -178,6 +207,8 @@ def train_run(
         config, callback=log, checkpoint_callback=save_checkpoint, num_seeds=num_seeds
     )
     keys = _seed_keys(config) if keys is None else keys
+    if primary:
+        _check_disk_space(run_dir, jax.eval_shape(train.init, keys))
     start = time.perf_counter()
     # Fresh and resumed runs go through the same compiled `train.run`, so that resuming gives
     # bit-identical results.
