@@ -16,10 +16,10 @@ run: $(STAMP)  ## train MuZero on CartPole-v1 with the default config
 	JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m jaxmb train $(ARGS)
 
 test: $(STAMP)  ## the suite CI runs, learning tests included (not the `heavy` ones)
-	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 --dist loadgroup -q -m "not heavy" $(ARGS)
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 --dist worksteal -q -m "not heavy" $(ARGS)
 
 test-all: $(STAMP)  ## everything, the `heavy` tests too
-	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 --dist loadgroup -q $(ARGS)
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 --dist worksteal -q $(ARGS)
 
 test-fast: $(STAMP)  ## everything but the slow learning tests
 	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 -q -m "not slow and not heavy" $(ARGS)

@@ -424,7 +424,9 @@ def test_brax_matches_upstream_and_terminates_when_the_pole_falls(inverted_pendu
         assert abs(adapter["obs"][end, b, 1]) < 0.2
 
 
-@pytest.mark.slow
+# About a minute of MJX compile on 2 cores; Acrobot and Cheetah cover the adapter and
+# test_discretize.py the codebook: `make test-all`.
+@pytest.mark.heavy
 def test_humanoid_stand_in_codebook_mode():
     """Humanoid's 21 actuators as 43 codebook actions, a few steps under jit and vmap."""
     raw, params = jaxmb.envs.make("playground:HumanoidStand")
