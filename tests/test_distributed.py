@@ -368,9 +368,11 @@ def _assert_same_reports(actual: dict, expected: dict) -> None:
 
 @pytest.mark.parametrize(
     ("num_devices", "modes"),
+    # `make test-all` only: the default run shards through jaxmb.run in
+    # test_sweep_shards_members_and_envs_like_one_device (8 devices) and across processes
+    # in test_cli_two_processes_match_one; shard_map is an opt-in mode jaxmb.run does not use.
     [
-        (8, ["jit"]),
-        # shard_map is an opt-in mode that jaxmb.run does not use: `make test-all` only.
+        pytest.param(8, ["jit"], marks=pytest.mark.heavy),
         pytest.param(4, ["shard_map"], marks=pytest.mark.heavy),
     ],
     ids=["8dev-jit", "4dev-shard_map"],
