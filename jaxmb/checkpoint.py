@@ -15,18 +15,19 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
-def _is_key(x: Any) -> bool:
+def is_key(x: Any) -> bool:
+    """Whether `x` (an array or a shape) holds typed PRNG keys."""
     dtype = getattr(x, "dtype", None)
     return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
 def _to_storable(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
 
 
 def _from_storable(stored: Any, like: Any) -> Any:
     return jax.tree.map(
-        lambda s, ref: jax.random.wrap_key_data(s) if _is_key(ref) else s, stored, like
+        lambda s, ref: jax.random.wrap_key_data(s) if is_key(ref) else s, stored, like
     )
 
 

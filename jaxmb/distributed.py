@@ -53,6 +53,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxmb.checkpoint import is_key
 from jaxmb.configlib import ConfigError
 
 SEED_AXIS = "seeds"
@@ -252,18 +253,13 @@ def seed_shardings(train, keys: jax.Array, mesh: Mesh):
     return state_shardings, metric_shardings
 
 
-def _is_key(x: Any) -> bool:
-    dtype = getattr(x, "dtype", None)
-    return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
-
-
 def to_global(tree: Any, shardings: Any) -> Any:
     """Host values, the same in every process, as global arrays laid out by `shardings`
     (a matching tree of `NamedSharding`s, e.g. `seed_shardings(...)[0]` for a restored
     `TrainState`); each process fills only its own devices. Typed PRNG keys stay keys."""
 
     def put(x, sharding):
-        key = _is_key(x)
+        key = is_key(x)
         # Key data has trailing dims of its own, left unsharded by the (shorter) spec.
         data = np.asarray(jax.random.key_data(x) if key else x)
         array = jax.make_array_from_callback(data.shape, sharding, lambda index: data[index])
@@ -443,7 +439,7 @@ def to_host(tree: Any) -> Any:
     a collective, so every process must call `to_host` on the same tree.
     """
     leaves, treedef = jax.tree.flatten(tree)
-    data = [jax.random.key_data(x) if _is_key(x) else x for x in leaves]
+    data = [jax.random.key_data(x) if is_key(x) else x for x in leaves]
     remote = [
         i for i, x in enumerate(data) if isinstance(x, jax.Array) and not x.is_fully_addressable
     ]
@@ -455,7 +451,7 @@ def to_host(tree: Any) -> Any:
             data[i] = x.addressable_data(0)
     host = [
         jax.random.wrap_key_data(np.asarray(d), impl=jax.random.key_impl(x))
-        if _is_key(x)
+        if is_key(x)
         else np.asarray(d)
         for x, d in zip(leaves, data, strict=True)
     ]

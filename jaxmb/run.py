@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from jaxmb import configlib, distributed
-from jaxmb.checkpoint import Checkpointer
+from jaxmb.checkpoint import Checkpointer, is_key
 from jaxmb.config import Config, ConfigError
 from jaxmb.logger import RunLogger
 from jaxmb.plotting import plot_learning_curves
@@ -75,8 +75,7 @@ def _check_disk_space(run_dir: str, state_shapes: Any) -> None:
     compresses, so this asks for the uncompressed size: the worst case of a full buffer.
     """
     state_bytes = sum(
-        math.prod(leaf.shape)
-        * (8 if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) else leaf.dtype.itemsize)
+        math.prod(leaf.shape) * (8 if is_key(leaf) else leaf.dtype.itemsize)
         for leaf in jax.tree.leaves(state_shapes)
     )
     needed = state_bytes * _CHECKPOINTS_ON_DISK
@@ -96,7 +95,7 @@ def _zeros_like(shapes: Any) -> Any:
     `_broadcast_tree` fills with process 0's values."""
 
     def zeros(s):
-        if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):
+        if is_key(s):
             return jax.random.split(jax.random.key(0), s.shape) if s.shape else jax.random.key(0)
         return np.zeros(s.shape, s.dtype)
 
@@ -108,12 +107,12 @@ def _broadcast_tree(tree: Any) -> Any:
     from jax.experimental import multihost_utils
 
     leaves, treedef = jax.tree.flatten(tree)
-    is_key = [jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) for x in leaves]
-    data = [jax.random.key_data(x) if k else x for x, k in zip(leaves, is_key, strict=True)]
+    keys = [is_key(x) for x in leaves]
+    data = [jax.random.key_data(x) if k else x for x, k in zip(leaves, keys, strict=True)]
     data = multihost_utils.broadcast_one_to_all(data)
     out = [
         jax.random.wrap_key_data(np.asarray(d), impl=jax.random.key_impl(x)) if k else np.asarray(d)
-        for x, d, k in zip(leaves, data, is_key, strict=True)
+        for x, d, k in zip(leaves, data, keys, strict=True)
     ]
     return jax.tree.unflatten(treedef, out)
 

@@ -90,14 +90,11 @@ def build_env(config: Config):
         package, with the `pip install` to run) or `env.params` (a param the env lacks).
     """
     try:
-        env, params = make(config.env.id)
-    except (UnknownEnvError, MissingDependencyError) as err:
+        env, params = make(config.env.id, **dict(config.env.params))
+    except (UnknownEnvError, MissingDependencyError) as err:  # before ValueError: a subclass
         raise ConfigError(str(err), "env.id") from err
-    if config.env.params:
-        try:
-            env, params = make(config.env.id, **dict(config.env.params))
-        except (ValueError, TypeError) as err:
-            raise ConfigError(str(err), "env.params") from err
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err), "env.params") from err
     discretize = config.env.discretize
     if discretize.mode != "none":
         from jaxmb.envs.discretize import Discretize
@@ -409,6 +406,13 @@ class _Loop:
         outcome = self._play_episodes(key, choose)
         return jnp.mean(outcome), jnp.mean((outcome > 0).astype(jnp.float32))
 
+    @property
+    def eval_metric_names(self) -> tuple[str, ...]:
+        """The keys `evaluate_metrics` returns (each a float32 scalar)."""
+        if self.two_player:
+            return ("eval/episode_return", "eval/win_rate", "eval/win_rate_previous")
+        return ("eval/episode_return",)
+
     def evaluate_metrics(
         self, agent_state: MuZeroState, key: jax.Array, opponent_params: Any = None
     ) -> dict:
@@ -450,10 +454,7 @@ class _Loop:
         iteration = state.iteration + 1
         last = iteration == cfg.num_iterations
         nan = jnp.full((), jnp.nan, jnp.float32)
-        eval_shapes = jax.eval_shape(
-            self.evaluate_metrics, agent_state, eval_key, state.opponent_params
-        )
-        no_eval = {k: nan for k in eval_shapes}
+        no_eval = {k: nan for k in self.eval_metric_names}
         if self.eval_every:
             do_eval = (iteration % self.eval_every == 0) | last
             eval_metrics = jax.lax.cond(
