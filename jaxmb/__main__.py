@@ -5,6 +5,8 @@ python -m jaxmb train configs/muzero/cartpole.yaml agent.search.num_simulations=
 python -m jaxmb sweep configs/muzero/cartpole.yaml --seeds 3 \
     --grid agent.optim.learning_rate=1e-3,3e-3 --grid agent.loss.discount=0.97,0.99
 python -m jaxmb train ... --coordinator host0:1234 --num-processes 2 --process-id 0   # on host 0
+python -m jaxmb train configs/muzero/cartpole.yaml --variant one_step   # a planning variant
+python -m jaxmb experiment planning --env gymnax:CartPole-v1 --seeds 5
 python -m jaxmb eval runs/<name> --episodes 32
 python -m jaxmb config                                  # every key, its default and help
 """
@@ -37,6 +39,10 @@ def _train(args: argparse.Namespace) -> int:
     _join_processes(args)
 
     path, overrides = _split_overrides(args.items)
+    if args.variant is not None:
+        from jaxmb.experiments.variants import variant_overrides
+
+        overrides = [*variant_overrides(args.variant), *overrides]
     if args.seeds is not None:
         overrides.append(f"run.num_seeds={args.seeds}")
     if args.name is not None:
@@ -118,6 +124,57 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generalisation(args: argparse.Namespace, path, overrides) -> int:
+    from jaxmb.experiments import generalisation, planning
+
+    changes = {"seeds": args.seeds, "levels": args.levels}
+    if args.env is not None:
+        changes["base"] = planning.preset_for_env(args.env)
+        overrides = [f"env.id={args.env}", *overrides]
+    if path is not None:
+        with open(path) as f:
+            changes = {**planning.yaml.safe_load(f), **{k: v for k, v in changes.items() if v}}
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v}
+    spec = generalisation.GeneralisationSpec(**changes)
+    if overrides:
+        spec = planning.dataclasses.replace(spec, overrides=(*spec.overrides, *overrides))
+    summary = generalisation.run_generalisation(
+        spec, name=args.name, root=args.root, quiet=args.quiet
+    )
+    print(f"experiment directory: {summary['dir']}")
+    for group, stat in summary["results"].items():
+        print(f"  {group:<40} {stat['mean']:8.2f}")
+    print(f"  plot: {summary['plots']['generalisation']}")
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from jaxmb.experiments import planning
+
+    path, overrides = _split_overrides(args.items)
+    if args.which == "planning-generalisation":
+        return _generalisation(args, path, overrides)
+    changes = {"seeds": args.seeds}
+    if args.env is not None:
+        changes["base"] = planning.preset_for_env(args.env)
+        overrides = [f"env.id={args.env}", *overrides]
+    if args.quick:
+        changes.update(planning.QUICK)
+    spec = planning.load_spec(path, **changes)
+    if overrides:
+        spec = planning.dataclasses.replace(spec, overrides=(*spec.overrides, *overrides))
+    summary = planning.run_planning(spec, name=args.name, root=args.root, quiet=args.quiet)
+    print(f"experiment directory: {summary['dir']}")
+    for variant, stat in summary["variants"].items():
+        interval = (
+            "" if stat["ci95"] is None else " (95% CI {:.1f} to {:.1f})".format(*stat["ci95"])
+        )
+        print(f"  {variant:<16} {stat['mean']:8.1f}{interval}")
+    for name, path in summary["plots"].items():
+        print(f"  plot {name}: {path}")
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     from jaxmb import configlib
     from jaxmb.config import Config
@@ -147,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seeds", type=int, help="seeds trained together (run.num_seeds)")
     train.add_argument("--name", help="run directory name (run.name)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--variant",
+        help="a planning variant (one_step, learn, data, learn_data, learn_data_eval): its "
+        "agent.search switches, applied before the other overrides",
+    )
     train.set_defaults(func=_train)
     _add_process_options(train)
     sw = sub.add_parser("sweep", help="train a grid of hyperparameters x seeds in one program")
@@ -168,12 +230,25 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--episodes", type=int, default=32)
     ev.add_argument("--seed", type=int, default=12345)
     ev.set_defaults(func=_eval)
+    ex = sub.add_parser("experiment", help="run a research experiment (planning)")
+    ex.add_argument("which", choices=["planning", "planning-generalisation"], help="the experiment")
+    ex.add_argument("--levels", type=int, help="planning-generalisation: training levels")
+    ex.add_argument("items", nargs="*", help="[experiment.yaml] key=value overrides of the base")
+    ex.add_argument("--env", help="env id; its configs/muzero preset becomes the base")
+    ex.add_argument("--seeds", type=int, help="seeds per variant")
+    ex.add_argument("--name", help="experiment directory name under --root")
+    ex.add_argument("--root", default="runs", help="folder holding experiment directories")
+    ex.add_argument(
+        "--quick", action="store_true", help="a tiny smoke version (few steps, small budgets)"
+    )
+    ex.add_argument("--quiet", action="store_true", help="no progress bars")
+    ex.set_defaults(func=_experiment)
     cfg = sub.add_parser("config", help="list every config key with its default and help")
     cfg.set_defaults(func=_config)
     # Overrides may come after options (`train --seeds 2 a.b=1`): collect the leftovers.
     args, extra = parser.parse_known_args(argv)
     stray = [e for e in extra if e.startswith("-") or "=" not in e]
-    if stray or (extra and args.command not in ("train", "sweep")):
+    if stray or (extra and args.command not in ("train", "sweep", "experiment")):
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:
         args.items = [*args.items, *extra]

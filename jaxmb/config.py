@@ -117,13 +117,76 @@ class SearchConfig:
     algorithm: Literal["muzero", "gumbel"] = field(
         "gumbel", help="mctx.muzero_policy (PUCT) or mctx.gumbel_muzero_policy"
     )
-    num_simulations: int = field(16, low=1, help="simulations per search while training")
-    num_simulations_test: int | None = field(
-        None, low=1, help="simulations per search at evaluation (None: num_simulations)"
+    num_simulations: int = field(
+        16,
+        low=1,
+        help="the train-time budget: simulations per search while collecting data and per "
+        "reanalyse search for targets",
     )
-    for_acting_train: bool = field(True, help="act with search while collecting data")
-    for_acting_test: bool = field(True, help="act with search at evaluation")
-    max_depth: int | None = field(None, low=1, help="tree depth limit (mctx max_depth)")
+    num_simulations_test: int | None = field(
+        None,
+        low=1,
+        help="the test-time budget: simulations per search at evaluation (None: num_simulations)",
+    )
+    for_targets: bool = field(
+        True,
+        help="policy targets are search policies (reanalysed with the target network for "
+        "agent.loss.reanalyse_fraction of each batch, else those stored when acting) and "
+        "reanalysed rows bootstrap from search values; off: no tree for targets, the policy "
+        "target is a one-step lookahead with the learned model and the value target the n-step "
+        "return bootstrapped with the target value head",
+    )
+    for_acting_train: bool = field(
+        True, help="act with search while collecting data; off: sample the policy prior"
+    )
+    for_acting_test: bool = field(
+        True, help="act with search at evaluation; off: the policy prior (see greedy_eval)"
+    )
+    max_depth: int | None = field(
+        None,
+        low=1,
+        help="tree depth limit (mctx max_depth): a simulation stops at this depth and "
+        "re-evaluates the node it reached there",
+    )
+    uct_depth: int | None = field(
+        None,
+        low=1,
+        help="D_UCT: interior nodes at this depth or deeper pick actions by sampling the prior "
+        "instead of PUCT/Gumbel selection (the root always searches, so 1 = search at the root "
+        "only); None: everywhere",
+    )
+    rollout_horizon: int = field(
+        0,
+        low=0,
+        help="H: a new leaf's value is mixed with the return of an H-step rollout in the "
+        "learned model following the prior, bootstrapped with the value head (0: no rollouts)",
+    )
+    rollout_mix: float = field(
+        1.0,
+        low=0.0,
+        high=1.0,
+        help="weight of the rollout return in a leaf's value (1: replace the value head's "
+        "estimate)",
+        static=False,
+    )
+    rollout_greedy: bool = field(
+        False, help="rollouts follow the prior's most likely action instead of sampling it"
+    )
+    model: Literal["learned", "env"] = field(
+        "learned",
+        help="what search plans with when acting: the learned model, or the environment "
+        "itself (a perfect model, AlphaZero-style; JAX envs only; value and prior still "
+        "from the networks)",
+    )
+    one_step_target: Literal["softmax", "completed_q"] = field(
+        "softmax",
+        help="with for_targets off: softmax(Q / one_step_temperature) over legal actions, or "
+        "Gumbel MuZero's completed-Q improvement softmax(logits + sigma(Q)) with every action "
+        "looked at once",
+    )
+    one_step_temperature: float = field(
+        1.0, gt=0.0, help="temperature of the one-step softmax policy target", static=False
+    )
     temperature: float = field(
         1.0, low=0.0, help="muzero: visit-count temperature for acting while training", static=False
     )
@@ -231,6 +294,30 @@ class AgentConfig:
     search: SearchConfig = field(default_factory=SearchConfig, help="search (mctx)")
     loss: LossConfig = field(default_factory=LossConfig, help="targets and loss terms")
     optim: OptimConfig = field(default_factory=OptimConfig, help="optimiser")
+
+    def __post_init__(self) -> None:
+        search, loss = self.search, self.loss
+        if search.for_targets:
+            check(
+                search.for_acting_train or loss.reanalyse_fraction == 1.0,
+                "loss.reanalyse_fraction",
+                "with agent.search.for_targets on and for_acting_train off, the stored "
+                "policies are the prior's, not search's: search targets need "
+                f"reanalyse_fraction=1 (got {loss.reanalyse_fraction})",
+            )
+        else:
+            check(
+                loss.reanalyse_fraction == 0.0,
+                "loss.reanalyse_fraction",
+                "agent.search.for_targets is off, so no tree is built for targets: set "
+                f"reanalyse_fraction=0 (got {loss.reanalyse_fraction})",
+            )
+            check(
+                not (loss.bootstrap == "stored" and search.for_acting_train),
+                "loss.bootstrap",
+                "agent.search.for_targets is off but the stored values are search root values "
+                "(for_acting_train is on): use bootstrap=target_network",
+            )
 
 
 @_frozen

@@ -122,14 +122,7 @@ def run_search(
     """
     root = root.replace(prior_logits=mask_logits(root.prior_logits, invalid_actions))
     if config.algorithm == "muzero":
-        return mctx.muzero_policy(
-            params,
-            rng_key,
-            root,
-            recurrent_fn,
-            num_simulations,
-            invalid_actions=invalid_actions,
-            max_depth=config.max_depth,
+        kwargs = dict(
             qtransform=masked_qtransform,
             dirichlet_fraction=0.0 if greedy else config.dirichlet_fraction,
             dirichlet_alpha=config.dirichlet_alpha,
@@ -137,12 +130,35 @@ def run_search(
             pb_c_base=config.pb_c_base,
             temperature=0.0 if greedy else config.temperature,
         )
-    qtransform = functools.partial(
-        mctx.qtransform_completed_by_mix_value,
-        value_scale=config.value_scale,
-        maxvisit_init=config.maxvisit_init,
-    )
-    return mctx.gumbel_muzero_policy(
+        policy = mctx.muzero_policy
+    else:
+        kwargs = dict(
+            qtransform=functools.partial(
+                mctx.qtransform_completed_by_mix_value,
+                value_scale=config.value_scale,
+                maxvisit_init=config.maxvisit_init,
+            ),
+            max_num_considered_actions=config.max_num_considered_actions,
+            gumbel_scale=0.0 if greedy else config.gumbel_scale,
+        )
+        policy = mctx.gumbel_muzero_policy
+    if config.uct_depth is not None:
+        # D_UCT: below that depth interior nodes follow the prior (search_variants).
+        from jaxmb import search_variants
+
+        return search_variants.run_policy(
+            params,
+            rng_key,
+            root,
+            recurrent_fn,
+            algorithm=config.algorithm,
+            num_simulations=num_simulations,
+            uct_depth=config.uct_depth,
+            invalid_actions=invalid_actions,
+            max_depth=config.max_depth,
+            **kwargs,
+        )
+    return policy(
         params,
         rng_key,
         root,
@@ -150,12 +166,20 @@ def run_search(
         num_simulations,
         invalid_actions=invalid_actions,
         max_depth=config.max_depth,
-        qtransform=qtransform,
-        max_num_considered_actions=config.max_num_considered_actions,
-        gumbel_scale=0.0 if greedy else config.gumbel_scale,
+        **kwargs,
     )
 
 
 def root_value(policy_output: mctx.PolicyOutput) -> jax.Array:
     """The search's value estimate of the root, `[B]`."""
     return policy_output.search_tree.node_values[:, mctx.Tree.ROOT_INDEX]
+
+
+def num_simulations_run(policy_output: mctx.PolicyOutput) -> jax.Array:
+    """Simulations a search ran, read from its tree: `[B]` int32.
+
+    Every simulation ends in one call of the recurrent fn and backs its value up through the
+    root, so the root's visit count is 1 (its own evaluation) plus the simulations.
+    """
+    visits = policy_output.search_tree.node_visits[:, mctx.Tree.ROOT_INDEX]
+    return (visits - 1).astype(jnp.int32)

@@ -112,3 +112,60 @@ def unroll_masks(terminated: jax.Array, truncated: jax.Array, num_positions: int
         "value": value_mask.astype(jnp.float32),
         "model": model_mask.astype(jnp.float32),
     }
+
+
+def one_step_policy_target(
+    q_values: jax.Array,
+    prior_logits: jax.Array,
+    value: jax.Array,
+    legal: jax.Array,
+    *,
+    mode: str,
+    temperature: float = 1.0,
+    value_scale: float = 0.1,
+    maxvisit_init: float = 50.0,
+) -> jax.Array:
+    """The policy target of a one-step lookahead (no tree): a distribution over actions.
+
+    `Q(s, a) = r(s, a) + discount * v(s')` comes from one model step per action; this turns it
+    into a policy target over the legal actions:
+
+    - `mode="softmax"`: `softmax(Q / temperature)`;
+    - `mode="completed_q"`: Gumbel MuZero's improved policy `softmax(logits + sigma(Q))` with
+      every legal action looked at exactly once (Danihelka et al. 2022): sigma rescales the
+      completed Q-values to [0, 1] over the actions and multiplies by
+      `(maxvisit_init + 1) * value_scale`; illegal actions are completed with the mixed value
+      of `value` and the legal Q-values, as `mctx.qtransform_completed_by_mix_value` does. It
+      equals `mctx.gumbel_muzero_policy`'s `action_weights` for a search that visits every
+      action once (`tests/test_planning.py` checks this).
+
+    Args:
+      q_values: `[A]` one-step Q-values.
+      prior_logits: `[A]` the policy network's logits (completed_q only).
+      value: `[]` the value network's estimate of s (completed_q only).
+      legal: `[A]` bool.
+      mode: "softmax" or "completed_q".
+      temperature, value_scale, maxvisit_init: see above.
+
+    Returns:
+      `[A]` probabilities, exactly 0 on illegal actions.
+    """
+    chex.assert_rank([q_values, prior_logits, legal], 1)
+    chex.assert_rank(value, 0)
+    chex.assert_equal_shape([q_values, prior_logits, legal])
+    if mode == "softmax":
+        logits = q_values / temperature
+    elif mode == "completed_q":
+        masked_logits = jnp.where(legal, prior_logits, -1e9)
+        prior = jnp.maximum(jax.nn.softmax(masked_logits), jnp.finfo(jnp.float32).tiny)
+        visited = legal.astype(jnp.float32)
+        weighted_q = jnp.sum(visited * prior * q_values) / jnp.sum(visited * prior)
+        mixed = (value + jnp.sum(visited) * weighted_q) / (jnp.sum(visited) + 1.0)
+        completed = jnp.where(legal, q_values, mixed)
+        low, high = jnp.min(completed), jnp.max(completed)
+        scaled = (completed - low) / jnp.maximum(high - low, 1e-8)
+        logits = masked_logits + (maxvisit_init + 1.0) * value_scale * scaled
+    else:
+        raise ValueError(f"one-step mode must be 'softmax' or 'completed_q', got {mode!r}")
+    # A finite mask keeps a (degenerate) all-illegal row NaN-free; exp(-1e9) is exactly 0.
+    return jax.nn.softmax(jnp.where(legal, logits, -1e9))

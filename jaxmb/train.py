@@ -31,6 +31,11 @@ axis under vmap; iterations not run hold NaN, or -1 for integer metrics):
   `eval/win_rate`, `eval/win_rate_previous`   two-player games only: the share of games
                              won against the random player, and against the params of the
                              previous evaluation (a frozen earlier checkpoint);
+  `search/acting_simulations`  simulations the training envs' searches ran in the
+                             iteration, read from the trees (0 with for_acting_train off);
+  `search/target_simulations`  simulations run for the targets of one SGD update (reanalyse;
+                             0 with for_targets off or reanalyse_fraction 0), mean over the
+                             iteration's updates;
   `learning`                 1 where SGD ran in the iteration;
   `loss`, `loss/<term>`, `grad_norm`   means over the iteration's SGD updates (NaN before
                              learning starts).
@@ -111,18 +116,22 @@ def build_env(config: Config):
     return env, params
 
 
-def build_agent(config: Config, env) -> MuZero:
+def build_agent(config: Config, env, env_params=None) -> MuZero:
+    """The agent for `env`; `env_params` are needed for `agent.search.model=env`."""
     if not isinstance(env.action_space, gymnasium.spaces.Discrete):
         raise ConfigError(
             f"MuZero needs discrete actions and {config.env.id} has {env.action_space}; set "
             "env.discretize.mode to grid or codebook",
             "env.discretize.mode",
         )
+    env_model = config.agent.search.model == "env"
     return MuZero(
         config.agent,
         env.observation_space,
         env.action_space,
         num_players=getattr(env, "num_players", 1),
+        env=env if env_model else None,
+        env_params=env_params if env_model else None,
     )
 
 
@@ -149,7 +158,7 @@ class _Loop:
         self.config = config
         self.hp = config
         self.env, self.env_params = build_env(config)
-        self.agent = build_agent(config, self.env)
+        self.agent = build_agent(config, self.env, self.env_params)
         self.train_env = VectorEnv(EpisodeStatistics(self.env), config.env.num_envs)
         self.eval_env = VectorEnv(self.env, config.env.num_eval_envs)
         loss_cfg = config.agent.loss
@@ -170,7 +179,7 @@ class _Loop:
         inside a trace (some compute their spaces with jnp)."""
         loop = copy.copy(self)
         loop.hp = hparams_lib.substitute(self.config, hparams)
-        loop.agent = build_agent(loop.hp, self.env)
+        loop.agent = build_agent(loop.hp, self.env, self.env_params)
         return loop
 
     # --------------------------------------------------------------------------- init
@@ -234,7 +243,14 @@ class _Loop:
             env_state, obs = carry
             act_key, env_key = jax.random.split(step_key)
             mask = env.action_mask(env_state, params)
-            action, info = agent.act(state.agent, obs, act_key, training=True, action_mask=mask)
+            action, info = agent.act(
+                state.agent,
+                obs,
+                act_key,
+                training=True,
+                action_mask=mask,
+                env_state=env_state.env_state,  # under EpisodeStatistics: the env's own
+            )
             next_obs, env_state, reward, terminated, truncated, env_info = env.step(
                 env_key, env_state, action, params
             )
@@ -251,7 +267,7 @@ class _Loop:
                 "final_value": final_value,
                 "action_mask": mask,
             }
-            stats = (env_info["episode_done"], env_info["episode_return"])
+            stats = (env_info["episode_done"], env_info["episode_return"], info["simulations"])
             return (env_state, next_obs), (step, stats)
 
         keys = jax.random.split(key, self.config.train.rollout_steps)
@@ -368,7 +384,9 @@ class _Loop:
         """Mean return of one greedy episode in each of `num_eval_envs` envs."""
 
         def choose(env_state, obs, mask, key):
-            action, _ = self.agent.act(agent_state, obs, key, training=False, action_mask=mask)
+            action, _ = self.agent.act(
+                agent_state, obs, key, training=False, action_mask=mask, env_state=env_state
+            )
             return action, jnp.ones(action.shape, jnp.float32)
 
         return jnp.mean(self._play_episodes(key, choose))
@@ -391,14 +409,19 @@ class _Loop:
             agent_key, other_key = jax.random.split(key)
             mover = to_play(env_state)
             mine, _ = self.agent.act(
-                agent_state, obs, agent_key, training=not against_random, action_mask=mask
+                agent_state,
+                obs,
+                agent_key,
+                training=not against_random,
+                action_mask=mask,
+                env_state=env_state,
             )
             if against_random:
                 theirs = jax.random.categorical(other_key, jnp.where(mask, 0.0, -jnp.inf))
             else:
                 opponent = agent_state.replace(params=opponent_params)
                 theirs, _ = self.agent.act(
-                    opponent, obs, other_key, training=True, action_mask=mask
+                    opponent, obs, other_key, training=True, action_mask=mask, env_state=env_state
                 )
             # Rewards are the mover's: the agent's outcome is minus the opponent's reward.
             return jnp.where(mover == 0, mine, theirs), jnp.where(mover == 0, 1.0, -1.0)
@@ -433,7 +456,8 @@ class _Loop:
     def iteration(self, state: TrainState) -> tuple[TrainState, dict]:
         cfg = self.config
         key, collect_key, learn_key, eval_key = jax.random.split(state.key, 4)
-        env_state, obs, steps, (episode_done, episode_return) = self.collect(state, collect_key)
+        env_state, obs, steps, stats = self.collect(state, collect_key)
+        episode_done, episode_return, acting_simulations = stats
         replay = replay_lib.add(state.replay, steps)
 
         total_written = replay.num_written * cfg.env.num_envs
@@ -476,6 +500,7 @@ class _Loop:
             "train/episode_return": train_return,
             "train/episodes": jnp.sum(episode_done).astype(jnp.int32),
             **eval_metrics,
+            "search/acting_simulations": jnp.sum(acting_simulations).astype(jnp.int32),
             "learning": can_learn.astype(jnp.int32),
             **learn_metrics,
         }

@@ -77,7 +77,10 @@ def test_act_respects_the_action_mask_with_and_without_search():
     obs_space = gymnasium.spaces.Box(-1, 1, (5,), np.float32)
     for search_on in (True, False):
         cfg = config_lib.configlib.replace(
-            SMALL, search=config_lib.configlib.replace(SMALL.search, for_acting_train=search_on)
+            SMALL,
+            search=config_lib.configlib.replace(
+                SMALL.search, for_acting_train=search_on, for_targets=search_on
+            ),
         )
         agent = MuZero(cfg, obs_space, gymnasium.spaces.Discrete(4))
         state = agent.init(jax.random.key(0))

@@ -59,8 +59,8 @@ def test_num_seeds_batched_program_and_callback():
     "overrides",
     [
         ["agent.search.algorithm=muzero", "replay.prioritized=true", "agent.loss.bootstrap=stored"],
-        [
-            "agent.loss.reanalyse_fraction=0.5",
+        [  # One-Step (no search anywhere), without the terminal term
+            "agent.search.for_targets=false",
             "agent.search.for_acting_train=false",
             "agent.search.for_acting_test=false",
             "agent.loss.weights={policy: 1.0, value: 0.25, reward: 1.0, terminal: 0.0}",

@@ -5,10 +5,11 @@
     action, info = agent.act(state, obs, key, training=True)
     state, metrics = agent.update(state, batch, key)
 
-`act` searches with the learned model (mctx) or, with search switched off, samples the policy
-network's prior. `update` computes targets for a batch of replayed windows (n-step returns
-bootstrapped with the target network or the stored values; optionally MuZero Reanalyse on a
-fraction of the batch), unrolls the model K steps and applies one optax step.
+`act` searches (mctx) with the learned model, or the env itself with `search.model=env`, or,
+with search switched off, samples the policy network's prior. `update` computes targets for a
+batch of replayed windows (`muzero_targets.py`: search policies, stored or reanalysed, with
+`search.for_targets` on; a one-step lookahead with the model off; n-step value returns),
+unrolls the model K steps and applies one optax step.
 
 A batch (`dict`, leaves `[B, L, ...]` with `L = unroll_steps + td_steps + 1`) holds the fields
 the loop stores per step: `obs`, `action`, `reward`, `terminated`, `truncated`, `policy` (the
@@ -26,11 +27,11 @@ import jax.numpy as jnp
 import mctx
 import optax
 
-from jaxmb import losses, search
+from jaxmb import losses, search, search_variants
+from jaxmb.agents.muzero_targets import MuZeroTargets
 from jaxmb.config import AgentConfig
 from jaxmb.distributions import Support
 from jaxmb.networks import MuZeroNetwork
-from jaxmb.targets import nstep_value_targets, unroll_masks
 
 
 @flax.struct.dataclass
@@ -49,7 +50,7 @@ def _scale_gradient(x: jax.Array, scale: float) -> jax.Array:
     return x * scale + jax.lax.stop_gradient(x) * (1.0 - scale)
 
 
-class MuZero:
+class MuZero(MuZeroTargets):
     """MuZero (Schrittwieser et al. 2020) on a discrete action space."""
 
     def __init__(
@@ -59,6 +60,8 @@ class MuZero:
         action_space: gymnasium.spaces.Space,
         *,
         num_players: int = 1,
+        env=None,
+        env_params=None,
     ):
         if not isinstance(action_space, gymnasium.spaces.Discrete):
             raise TypeError(
@@ -106,6 +109,18 @@ class MuZero:
             discount=self.signed_discount,
             terminal_threshold=config.loss.terminal_threshold,
         )
+        # What search plans with: the learned model (or the env itself, `search.model=env`),
+        # with rollouts past the tree when `search.rollout_horizon > 0`.
+        self.search_recurrent_fn = self._with_rollouts(self.recurrent_fn)
+        self.env_recurrent_fn = None
+        if config.search.model == "env":
+            if env is None:
+                raise ValueError("agent.search.model=env needs the env: MuZero(..., env=...)")
+            self.env_recurrent_fn = self._with_rollouts(
+                search_variants.env_recurrent_fn(
+                    env, env_params, self._predict, discount=self.signed_discount
+                )
+            )
         optim = config.optim
         schedule = optax.linear_schedule(
             0.0 if optim.warmup_updates else optim.learning_rate,
@@ -116,6 +131,22 @@ class MuZero:
             optax.clip_by_global_norm(optim.max_grad_norm),
             optax.adamw(schedule, eps=optim.adam_eps, weight_decay=optim.weight_decay),
         )
+
+    def _with_rollouts(self, recurrent_fn: mctx.RecurrentFn) -> mctx.RecurrentFn:
+        cfg = self.config.search
+        if cfg.rollout_horizon == 0:
+            return recurrent_fn
+        return search_variants.with_rollouts(
+            recurrent_fn,
+            horizon=cfg.rollout_horizon,
+            mix=cfg.rollout_mix,
+            greedy=cfg.rollout_greedy,
+        )
+
+    def _predict(self, params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The prior logits `[B, A]` and value `[B]` of observations `[B, ...]`."""
+        root = self.initial_inference(params, obs)
+        return root.prior_logits, root.value
 
     # ----------------------------------------------------------------------------- state
 
@@ -152,6 +183,8 @@ class MuZero:
         *,
         training: bool = True,
         action_mask: jax.Array | None = None,
+        env_state=None,
+        num_simulations: int | None = None,
     ) -> tuple[jax.Array, dict]:
         """Chooses actions for a batch of observations.
 
@@ -162,111 +195,59 @@ class MuZero:
           training: acting to collect data (search.for_acting_train, exploration noise) or to
             evaluate (search.for_acting_test, greedy if search.greedy_eval). Static.
           action_mask: `[B, A]` bool, True where legal.
+          env_state: the envs' states `[B, ...]`, the root of search with `search.model=env`.
+          num_simulations: a budget in place of the config's (static; 0: act from the prior).
 
         Returns:
           actions `[B]` and a dict with `policy` `[B, A]` (the improved policy when searching,
-          else the prior) and `value` `[B]` (the search's root value, else the network's).
+          else the prior), `value` `[B]` (the search's root value, else the network's) and
+          `simulations` `[B]` int32 (simulations the search ran: the root's visits less its
+          own; 0 without search).
         """
         cfg = self.config.search
         root = self.initial_inference(state.params, obs)
         invalid = None if action_mask is None else ~action_mask
         use_search = cfg.for_acting_train if training else cfg.for_acting_test
+        budget = cfg.num_simulations if training else cfg.simulations_test
+        if num_simulations is not None:
+            use_search, budget = num_simulations > 0, num_simulations
         greedy = (not training) and cfg.greedy_eval
         if use_search:
+            recurrent_fn = self.search_recurrent_fn
+            if cfg.model == "env":
+                if env_state is None:
+                    raise ValueError("agent.search.model=env: act needs env_state")
+                root = root.replace(embedding=env_state)
+                recurrent_fn = self.env_recurrent_fn
             out = search.run_search(
                 state.params,
                 key,
                 root,
-                self.recurrent_fn,
+                recurrent_fn,
                 cfg,
-                num_simulations=cfg.num_simulations if training else cfg.simulations_test,
+                num_simulations=budget,
                 invalid_actions=invalid,
                 greedy=greedy,
             )
-            return out.action, {"policy": out.action_weights, "value": search.root_value(out)}
+            info = {
+                "policy": out.action_weights,
+                "value": search.root_value(out),
+                "simulations": search.num_simulations_run(out),
+            }
+            return out.action, info
         logits = search.mask_logits(root.prior_logits, invalid)
         if greedy:
             action = jnp.argmax(logits, axis=-1)
         else:
             action = jax.random.categorical(key, logits)
-        return action, {"policy": jax.nn.softmax(logits), "value": root.value}
+        info = {
+            "policy": jax.nn.softmax(logits),
+            "value": root.value,
+            "simulations": jnp.zeros(action.shape, jnp.int32),
+        }
+        return action, info
 
     # ----------------------------------------------------------------------------- learning
-
-    def _reanalyse(self, target_params, batch: dict, key: jax.Array, rows: int):
-        """Fresh search on every observation of the first `rows` windows, with target params.
-
-        Returns the improved policies `[rows, L, A]` and root values `[rows, L]`.
-        """
-        obs = batch["obs"][:rows]
-        flat_obs = obs.reshape((-1, *obs.shape[2:]))
-        root = self.initial_inference(target_params, flat_obs)
-        mask = batch["action_mask"][:rows].reshape((-1, self.num_actions))
-        out = search.run_search(
-            target_params,
-            key,
-            root,
-            self.recurrent_fn,
-            self.config.search,
-            num_simulations=self.config.search.num_simulations,
-            invalid_actions=~mask,
-            greedy=True,
-        )
-        shape = obs.shape[:2]
-        policy = out.action_weights.reshape((*shape, self.num_actions))
-        return policy, search.root_value(out).reshape(shape)
-
-    def compute_targets(self, target_params, batch: dict, key: jax.Array) -> dict:
-        """Policy, value, reward and termination targets and their masks (see losses.py)."""
-        loss_cfg = self.config.loss
-        unroll, td = loss_cfg.unroll_steps, loss_cfg.td_steps
-        positions = unroll + 1
-        policy = batch["policy"].astype(jnp.float32)
-        if loss_cfg.bootstrap == "target_network":
-            boot_obs = batch["obs"][:, td : td + positions]
-            boot = self.value(target_params, boot_obs.reshape((-1, *boot_obs.shape[2:])))
-            values = jnp.zeros_like(batch["value"])
-            values = values.at[:, td : td + positions].set(boot.reshape(boot_obs.shape[:2]))
-        else:
-            values = batch["value"]
-        batch_size = policy.shape[0]
-        rows = int(round(loss_cfg.reanalyse_fraction * batch_size))
-        if rows:
-            fresh_policy, fresh_value = self._reanalyse(target_params, batch, key, rows)
-            policy = policy.at[:rows].set(fresh_policy)
-            values = values.at[:rows].set(fresh_value)
-
-        value_targets = jax.vmap(
-            lambda r, te, tr, v, fv: nstep_value_targets(
-                r,
-                te,
-                tr,
-                v,
-                fv,
-                discount=self.signed_discount,
-                td_steps=td,
-                num_positions=positions,
-            )
-        )(batch["reward"], batch["terminated"], batch["truncated"], values, batch["final_value"])
-        masks = jax.vmap(lambda te, tr: unroll_masks(te, tr, positions))(
-            batch["terminated"], batch["truncated"]
-        )
-        absorbing = masks["absorbing"]
-        value_targets = jnp.where(absorbing > 0, 0.0, value_targets)
-        # Transition k-1 leads into position k (k = 1..K); its source state is position k-1.
-        source_absorbing = absorbing[:, :unroll] > 0
-        reward = jnp.where(source_absorbing, 0.0, batch["reward"][:, :unroll])
-        terminal = jnp.where(source_absorbing, 1.0, batch["terminated"][:, :unroll])
-        return {
-            "policy": policy[:, :positions],
-            "policy_mask": masks["same_episode"],
-            "value": value_targets,
-            "value_probs": self.value_support.scalar_to_probs(value_targets),
-            "value_mask": masks["value"],
-            "reward_probs": self.reward_support.scalar_to_probs(reward),
-            "terminal": terminal.astype(jnp.float32),
-            "model_mask": masks["model"][:, 1:],
-        }
 
     def unroll(self, params, obs: jax.Array, actions: jax.Array) -> dict:
         """Unrolls the model K steps from observations `[B, ...]` with actions `[B, K]`.
@@ -314,6 +295,7 @@ class MuZero:
         """
         targets = self.compute_targets(state.target_params, batch, key)
         targets = jax.lax.stop_gradient(targets)
+        simulations = targets.pop("simulations")
         nan_at = self.config.loss.inject_nan_at_update
         if nan_at:
             poison = jnp.where(state.num_updates + 1 == nan_at, jnp.nan, 1.0)
@@ -330,6 +312,7 @@ class MuZero:
         )
         metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
         metrics.update({f"loss/{k}": v for k, v in aux["parts"].items()})
+        metrics["search/target_simulations"] = simulations.astype(jnp.float32)
         metrics["priority"] = aux["value_error"]
         new_state = MuZeroState(params, target_params, opt_state, num_updates)
         return new_state, metrics
