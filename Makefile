@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all test-fast bench lint format clean
+.PHONY: run test test-all test-fast bench bench-bridge worker-venvs lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test-fast: $(STAMP)  ## everything but the slow learning tests
 
 bench: $(STAMP)  ## throughput benchmark; writes benchmarks/results/*.json
 	$(PY) benchmarks/throughput.py $(ARGS)
+
+bench-bridge: $(STAMP)  ## host-env bridge vs JAX env steps/s; writes benchmarks/results/bridge-*.json
+	$(PY) benchmarks/bridge.py $(ARGS)
+
+worker-venvs: $(STAMP)  ## venvs for the Procgen and Meta-World workers (~/.cache/jaxmb/venvs)
+	$(PY) envs/worker_venvs.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,11 @@
     env, params = jaxmb.envs.make("gymnax:CartPole-v1", max_steps_in_episode=200)
     env = jaxmb.envs.VectorEnv(jaxmb.envs.EpisodeStatistics(env), num_envs=8)
 
+Host envs (`gym:<any Gymnasium id>`, `ale:`, `procgen:`, `metaworld:`, `robodesk:`) are
+stepped on the host from inside the compiled loop (`jaxmb.envs.host`); any jaxmb env becomes a
+Gymnasium env with `to_gymnasium` / `to_gymnasium_vector`, and the JAX sources' ids are
+registered with Gymnasium as `jaxmb/<name>` (`gymnasium.make("jaxmb/MiniPacman-v0")`).
+
 `jaxmb.envs.list` is `list_envs`. It is served by the module `__getattr__` and kept out
 of `__all__`, so neither this package nor a star import shadows the builtin `list`.
 """
@@ -10,6 +15,8 @@ of `__all__`, so neither this package nor a star import shadows the builtin `lis
 from typing import Any
 
 from jaxmb.envs.core import Env, num_actions
+from jaxmb.envs.gymnasium_export import register_gymnasium_ids, to_gymnasium, to_gymnasium_vector
+from jaxmb.envs.host import HostEnv, HostEnvError
 from jaxmb.envs.registry import (
     EnvInfo,
     EnvSpec,
@@ -27,6 +34,8 @@ __all__ = [
     "EnvInfo",
     "EnvSpec",
     "EpisodeStatistics",
+    "HostEnv",
+    "HostEnvError",
     "MissingDependencyError",
     "UnknownEnvError",
     "VectorEnv",
@@ -35,7 +44,11 @@ __all__ = [
     "make",
     "num_actions",
     "register",
+    "to_gymnasium",
+    "to_gymnasium_vector",
 ]
+
+register_gymnasium_ids()
 
 
 def __getattr__(name: str) -> Any:

@@ -47,12 +47,16 @@ class EnvSpec:
         extra: the `jaxmb[extra]` that installs the source's packages; None when they are
             core dependencies.
         requires: importable module names the builder needs.
+        default_params: returns the default params without building the env, for sources
+            whose envs are costly to build (host envs start processes); `make` then builds
+            the env once. None: `make` builds the default env to ask it.
     """
 
     id: str
     build: Builder
     extra: str | None = None
     requires: tuple[str, ...] = ()
+    default_params: Callable[[], Any] | None = None
 
     @property
     def source(self) -> str:
@@ -86,12 +90,49 @@ class EnvInfo(NamedTuple):
 _REGISTRY: dict[str, EnvSpec] = {}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    build: Callable[[str, Any], core.Env]
+    extra: str | None
+    requires: tuple[str, ...]
+    default_params: Callable[[], Any] | None
+
+
+# Sources whose names are open-ended (`gym:<any registered Gymnasium id>`): `spec` makes an
+# `EnvSpec` for any name of theirs, and the builder says if the name does not exist.
+_SOURCES: dict[str, _Source] = {}
+
+
+def register_source(
+    source: str,
+    build: Callable[[str, Any], core.Env],
+    *,
+    extra: str | None = None,
+    requires: tuple[str, ...] = (),
+    default_params: Callable[[], Any] | None = None,
+) -> None:
+    """Lets `make` build `<source>:<name>` for names that were not registered one by one.
+
+    Args:
+        source: the id prefix, e.g. `"gym"`.
+        build: `build(name, params) -> Env`; `params=None` means its defaults. It raises
+            `UnknownEnvError` for a name the source does not have.
+        extra: pip extra of jaxmb that installs `requires`, or None for core dependencies.
+        requires: module names that must be importable before `build` is called.
+        default_params: see `EnvSpec.default_params`.
+    """
+    if source in _SOURCES:
+        raise ValueError(f"source {source!r} is already registered")
+    _SOURCES[source] = _Source(build, extra, tuple(requires), default_params)
+
+
 def register(
     env_id: str,
     build: Builder,
     *,
     extra: str | None = None,
     requires: tuple[str, ...] = (),
+    default_params: Callable[[], Any] | None = None,
 ) -> None:
     """Adds an id to the registry.
 
@@ -100,6 +141,7 @@ def register(
         build: `build(params) -> Env`, see `Builder`.
         extra: pip extra of jaxmb that installs `requires`, or None for core dependencies.
         requires: module names that must be importable before `build` is called.
+        default_params: see `EnvSpec.default_params`.
 
     Raises:
         ValueError: for a malformed or already registered id.
@@ -109,7 +151,9 @@ def register(
         raise ValueError(f"env ids look like '<source>:<name>', got {env_id!r}")
     if env_id in _REGISTRY:
         raise ValueError(f"{env_id!r} is already registered")
-    _REGISTRY[env_id] = EnvSpec(env_id, build, extra=extra, requires=tuple(requires))
+    _REGISTRY[env_id] = EnvSpec(
+        env_id, build, extra=extra, requires=tuple(requires), default_params=default_params
+    )
 
 
 def _bare_name(env_id: str) -> str:
@@ -149,13 +193,29 @@ def spec(env_id: str) -> EnvSpec:
         raise TypeError(f"env ids are strings like 'gymnax:CartPole-v1', got {env_id!r}")
     if env_id in _REGISTRY:
         return _REGISTRY[env_id]
+    source, sep, name = env_id.partition(":")
+    if sep and name and source in _SOURCES:
+        found = _SOURCES[source]
+        build = functools.partial(found.build, name)
+        return EnvSpec(
+            env_id,
+            build,
+            extra=found.extra,
+            requires=found.requires,
+            default_params=found.default_params,
+        )
     message = f"unknown env id {env_id!r}"
     close = _close_ids(env_id)
     if close:
         message += f"; did you mean {_or_list(close)}?"
     else:
-        sources = sorted({known.split(":", 1)[0] for known in _REGISTRY})
-        message += f"; ids look like '<source>:<name>' with source one of {', '.join(sources)}"
+        sources = {known.split(":", 1)[0] for known in _REGISTRY} | set(_SOURCES)
+        message += (
+            f"; ids look like '<source>:<name>' with source one of "
+            f"{', '.join(sorted(sources - HOST_SOURCES))}"
+        )
+        if sources & HOST_SOURCES:
+            message += f", or a host suite: {', '.join(sorted(sources & HOST_SOURCES))}"
     message += " (jaxmb.envs.list_envs() lists every id)"
     raise UnknownEnvError(message)
 
@@ -226,21 +286,29 @@ def make(env_id: str, **overrides: Any) -> tuple[core.Env, core.EnvParams]:
     """
     env_spec = spec(env_id)
     _check_installed(env_spec)
-    env = env_spec.build(None)
-    missing = core.missing_env_members(env)
-    if missing:
-        raise TypeError(f"the builder of {env_id} returned {env!r}, which lacks {missing}")
+    if env_spec.default_params is not None:
+        params = replace_params(env_spec.default_params(), overrides, env_id=env_id)
+        return _checked(env_id, env_spec.build(params)), params
+    env = _checked(env_id, env_spec.build(None))
     if not overrides:
         return env, env.default_params()
     params = replace_params(env.default_params(), overrides, env_id=env_id)
     return env_spec.build(params), params
 
 
+def _checked(env_id: str, env: Any) -> core.Env:
+    missing = core.missing_env_members(env)
+    if missing:
+        raise TypeError(f"the builder of {env_id} returned {env!r}, which lacks {missing}")
+    return env
+
+
 def list_envs(source: str | None = None) -> list[EnvInfo]:
     """Describes every registered env (of one source, if given), sorted by id.
 
     Builds each installed env once to read its spaces, so call it interactively rather
-    than in a hot loop.
+    than in a hot loop. Host envs (`HOST_SOURCES`) are listed without spaces: making one
+    starts its suite (a worker process, an emulator, a renderer).
     """
     rows = []
     for env_id in sorted(_REGISTRY):
@@ -248,7 +316,7 @@ def list_envs(source: str | None = None) -> list[EnvInfo]:
         if source is not None and env_spec.source != source:
             continue
         observation_space = action_space = None
-        if not env_spec.missing_modules():
+        if env_spec.source not in HOST_SOURCES and not env_spec.missing_modules():
             env = env_spec.build(None)
             observation_space, action_space = env.observation_space, env.action_space
         rows.append(
@@ -334,3 +402,43 @@ BRAX_IDS = (
 _register_module(
     "brax", BRAX_IDS, "jaxmb.envs.brax_adapter", extra="mujoco", requires=("brax", "mujoco.mjx")
 )
+
+
+# Host envs (envs/host.py): stepped on the host through a callback from inside the compiled
+# loop. `gym:` takes any registered Gymnasium id, `ale:` any ALE game; Procgen games, Meta-World
+# v3 tasks and RoboDesk tasks are listed.
+HOST_SOURCES = frozenset({"gym", "ale", "procgen", "metaworld", "robodesk"})
+"""Sources whose envs are stepped on the host (`jaxmb.envs.host`), not in JAX."""
+
+
+def _build_host(suite: str, name: str, params: Any) -> core.Env:
+    return importlib.import_module("jaxmb.envs.host_suites").build(suite, name, params)
+
+
+def _host_params(suite: str) -> Any:
+    return importlib.import_module("jaxmb.envs.host_suites").PARAMS[suite]()
+
+
+def _register_host_suites() -> None:
+    from jaxmb.envs import host_names
+
+    def options(suite: str, extra: str | None = None, requires: tuple[str, ...] = ()) -> dict:
+        params = functools.partial(_host_params, suite)
+        return {"extra": extra, "requires": requires, "default_params": params}
+
+    register_source("gym", functools.partial(_build_host, "gym"), **options("gym"))
+    for suite, names, extra, requires in (
+        ("ale", host_names.ATARI_GAMES, "atari", ("ale_py",)),
+        ("procgen", host_names.PROCGEN_GAMES, None, ()),  # worker venv: see worker_venvs
+        ("metaworld", host_names.METAWORLD_TASKS, None, ()),  # worker venv
+        ("robodesk", host_names.ROBODESK_TASKS, "robodesk", ("robodesk",)),
+    ):
+        for name in names:
+            build = functools.partial(_build_host, suite, name)
+            register(f"{suite}:{name}", build, **options(suite, extra, requires))
+    register_source(
+        "ale", functools.partial(_build_host, "ale"), **options("ale", "atari", ("ale_py",))
+    )
+
+
+_register_host_suites()

@@ -8,7 +8,8 @@
 Submodules: `config` (typed configs), `envs` (environments), `agents` (MuZero), `search`
 (the mctx layer), `replay`, `targets`, `losses`, `networks`, `train` (the compiled loop),
 `run` (run directories), `checkpoint`, `hparams` (traced hyperparameters), `sweeps`
-(`jaxmb.sweep`), `distributed` (devices and hosts).
+(`jaxmb.sweep`), `distributed` (devices and hosts), `policy` (`load_policy`: a trained agent
+as `policy(obs)`), `experiments` (the planning experiments).
 """
 
 from typing import Any
@@ -16,11 +17,21 @@ from typing import Any
 from jaxmb import config, envs
 from jaxmb.agents import MuZero
 from jaxmb.config import Config, ConfigError
+from jaxmb.policy import load_policy
 from jaxmb.train import make_train
 
 __version__ = "0.1.0"
 
-__all__ = ["Config", "ConfigError", "MuZero", "config", "envs", "make_train", "sweep"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "MuZero",
+    "config",
+    "envs",
+    "load_policy",
+    "make_train",
+    "sweep",
+]
 
 
 def __getattr__(name: str) -> Any:

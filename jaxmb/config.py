@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from jaxmb import configlib
 from jaxmb.configlib import ConfigError, check, field
@@ -65,8 +65,10 @@ class EnvConfig:
     eval_max_steps: int = field(
         1000, low=1, help="cap on steps of one evaluation episode (envs with no time limit)"
     )
-    params: dict[str, float] = field(
-        default_factory=dict, help="overrides of the env params pytree, e.g. max_steps_in_episode"
+    params: dict[str, Any] = field(
+        default_factory=dict,
+        help="overrides of the env params pytree, e.g. max_steps_in_episode; host envs also "
+        "take strings and mappings (procgen distribution_mode, gym kwargs)",
     )
     discretize: DiscretizeConfig = field(
         default_factory=DiscretizeConfig,

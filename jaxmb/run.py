@@ -247,6 +247,11 @@ def train_run(
         final_state, metrics = compiled(*args)
         jax.block_until_ready(metrics)
         jax.effects_barrier()
+    except jax.errors.JaxRuntimeError as err:
+        from jaxmb.envs.host import raise_host_error
+
+        raise_host_error(err)  # a host env's failure, as jaxmb.envs.HostEnvError
+        raise
     finally:
         if logger is not None:
             logger.close()

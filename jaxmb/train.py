@@ -59,6 +59,7 @@ from jaxmb.agents.muzero import MuZero, MuZeroState
 from jaxmb.config import Config, ConfigError
 from jaxmb.envs import (
     EpisodeStatistics,
+    HostEnv,
     MissingDependencyError,
     UnknownEnvError,
     VectorEnv,
@@ -125,6 +126,12 @@ def build_agent(config: Config, env, env_params=None) -> MuZero:
             "env.discretize.mode",
         )
     env_model = config.agent.search.model == "env"
+    if env_model and isinstance(env, HostEnv):
+        raise ConfigError(
+            f"{config.env.id} is stepped on the host: its state is a handle to a live env, "
+            "which a search cannot step; use agent.search.model=learned",
+            "agent.search.model",
+        )
     return MuZero(
         config.agent,
         env.observation_space,

@@ -18,6 +18,7 @@ from jaxmb.agents.muzero import MuZero
 from jaxmb.config import ConfigError
 from jaxmb.experiments.variants import SWITCHES, variant_overrides
 from jaxmb.targets import one_step_policy_target
+from jaxmb.train import make_train
 
 # --------------------------------------------------------------------------- one-step target
 
@@ -208,3 +209,21 @@ def test_planning_experiment_switches_tables_plots_and_resume(tmp_path, monkeypa
         planning.run_planning(
             dataclasses.replace(spec, seeds=3), name="study", root=str(tmp_path), quiet=True
         )
+
+
+def test_depth_rollouts_and_the_env_model_run_in_the_loop():
+    """D_UCT, a depth cap, rollouts past the tree and the env as the model, all at once in
+    the compiled loop (each piece is checked against references in test_search_variants)."""
+    cfg = tiny(
+        "agent.search.uct_depth=1",
+        "agent.search.max_depth=2",
+        "agent.search.rollout_horizon=2",
+        "agent.search.rollout_mix=0.5",
+        "agent.search.model=env",
+        "train.total_env_steps=48",
+        "train.eval_every=48",
+    )
+    _, metrics = jax.jit(make_train(cfg))(jax.random.key(0))
+    assert np.isfinite(np.asarray(metrics["loss"])[1:]).all()
+    assert np.isfinite(np.asarray(metrics["eval/episode_return"])[-1])
+    assert (np.asarray(metrics["search/acting_simulations"]) == 4 * 4 * 4).all()
