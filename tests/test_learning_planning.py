@@ -15,7 +15,7 @@ from jaxmb.train import make_train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_learn_variant_learns_cartpole():
     """Reanalysing every window with 8 simulations, acting from the prior: the greedy prior
     reaches >= 300 within 12k env steps (random play scores about 20)."""

@@ -18,7 +18,6 @@ from jaxmb.agents.muzero import MuZero
 from jaxmb.config import ConfigError
 from jaxmb.experiments.variants import SWITCHES, variant_overrides
 from jaxmb.targets import one_step_policy_target
-from jaxmb.train import make_train
 
 # --------------------------------------------------------------------------- one-step target
 
@@ -151,7 +150,11 @@ def test_planning_experiment_switches_tables_plots_and_resume(tmp_path, monkeypa
     """Two variants through the experiment runner. Learn and Data flip both training
     switches in opposite ways, so between them each switch is seen on and off: simulations
     counted from the trees run while acting only with for_acting_train and for targets only
-    with for_targets. (One-Step, no search at all, runs in tests/test_train.py.)"""
+    with for_targets. (One-Step, no search at all, runs in tests/test_train.py.)
+
+    The same programs carry rollouts past the tree and the env as the search model (Data
+    acts with it), and the evaluations a depth cap and D_UCT: each piece is checked against
+    references in test_search_variants.py; here they run inside the compiled loop."""
     import csv
 
     from jaxmb import run as run_lib
@@ -161,10 +164,12 @@ def test_planning_experiment_switches_tables_plots_and_resume(tmp_path, monkeypa
     spec = planning.PlanningSpec(
         base="configs/muzero/cartpole.yaml",
         overrides=(*overrides, "train.total_env_steps=48", "train.eval_every=32",
-                   "run.progress=false", "run.tensorboard=false"),
+                   "run.progress=false", "run.tensorboard=false",
+                   "agent.search.rollout_horizon=2", "agent.search.rollout_mix=0.5",
+                   "agent.search.model=env"),
         variants=("learn", "data"),
         seeds=2, test_budgets=(0, 2), train_budgets=(), depth_budget=3,
-        max_depths=(1,), uct_depths=(), eval_episodes=2,
+        max_depths=(1,), uct_depths=(1,), eval_episodes=2,
     )  # fmt: skip
     summary = planning.run_planning(spec, name="study", root=str(tmp_path), quiet=True)
     out = tmp_path / "study"
@@ -191,7 +196,8 @@ def test_planning_experiment_switches_tables_plots_and_resume(tmp_path, monkeypa
     with open(out / "budgets.csv") as f:
         assert len(list(csv.DictReader(f))) == 2 * 2 * 2  # variants x budgets x seeds
     with open(out / "depths.csv") as f:
-        assert {(r["kind"], r["depth"]) for r in csv.DictReader(f)} == {("max_depth", "1")}
+        kinds = {(r["kind"], r["depth"]) for r in csv.DictReader(f)}
+        assert kinds == {("max_depth", "1"), ("uct_depth", "1")}
     for name in ("variants", "test_budget", "depth", "learning_curves"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 0, name
     assert set(summary["variants"]) == {"learn", "data"}
@@ -202,28 +208,10 @@ def test_planning_experiment_switches_tables_plots_and_resume(tmp_path, monkeypa
         raise AssertionError("a finished variant was trained again")
 
     monkeypatch.setattr(run_lib, "train_run", no_training)
-    fewer = dataclasses.replace(spec, test_budgets=(0,), max_depths=())
+    fewer = dataclasses.replace(spec, test_budgets=(0,), max_depths=(), uct_depths=())
     again = planning.run_planning(fewer, name="study", root=str(tmp_path), quiet=True)
     assert again["variants"] == summary["variants"]
     with pytest.raises(ConfigError, match="other seeds"):
         planning.run_planning(
             dataclasses.replace(spec, seeds=3), name="study", root=str(tmp_path), quiet=True
         )
-
-
-def test_depth_rollouts_and_the_env_model_run_in_the_loop():
-    """D_UCT, a depth cap, rollouts past the tree and the env as the model, all at once in
-    the compiled loop (each piece is checked against references in test_search_variants)."""
-    cfg = tiny(
-        "agent.search.uct_depth=1",
-        "agent.search.max_depth=2",
-        "agent.search.rollout_horizon=2",
-        "agent.search.rollout_mix=0.5",
-        "agent.search.model=env",
-        "train.total_env_steps=48",
-        "train.eval_every=48",
-    )
-    _, metrics = jax.jit(make_train(cfg))(jax.random.key(0))
-    assert np.isfinite(np.asarray(metrics["loss"])[1:]).all()
-    assert np.isfinite(np.asarray(metrics["eval/episode_return"])[-1])
-    assert (np.asarray(metrics["search/acting_simulations"]) == 4 * 4 * 4).all()

@@ -6,7 +6,9 @@
 1. Every variant of `jaxmb.experiments.variants` (One-Step, Learn, Data, Learn+Data,
    Learn+Data+Eval) trains with every seed: one compiled program per variant (the switches
    change the program's structure), its seeds batched inside it. Each variant is a run
-   directory under `variants/<name>/`, so an interrupted experiment resumes.
+   directory under `variants/<name>/`, so an interrupted experiment resumes. Learn+Data and
+   Learn+Data+Eval train alike (they differ only at test time), so the first of them listed
+   trains for both; the learning curves plot shows it once.
 2. Vanilla MuZero (Learn+Data+Eval) also trains at each train-time budget of
    `train_budgets` (`train_budgets/sims_<n>/`).
 3. Every trained agent is evaluated greedily, `eval_episodes` episodes per seed:
@@ -88,7 +90,8 @@ class PlanningSpec:
 #: The spec fields that decide what is trained; an experiment directory keeps them fixed.
 TRAINING_KEYS = ("base", "overrides", "variants", "seeds", "reanalyse_fraction", "train_budgets")
 
-#: `--quick`: a smoke version of the experiment that runs in about a minute on a CPU.
+#: `--quick`: a smoke version of the experiment (tiny budgets; it still compiles one program
+#: per variant and per test setting, about 5 to 10 minutes on 2 CPU cores).
 QUICK: dict[str, Any] = {
     "seeds": 2,
     "test_budgets": (0, 2),
@@ -242,8 +245,18 @@ def run_planning(
     seeds = [f"run.num_seeds={spec.seeds}"]
 
     trained: dict[str, Any] = {}  # label -> (agent states [S], metrics)
+    by_training: dict[str, str] = {}  # what training sees -> the variant trained with it
     for variant in spec.variants:
         cfg = variant_config(spec, variant, seeds)
+        # Learn+Data and Learn+Data+Eval train alike (for_acting_test only changes how the
+        # agent is evaluated, and evaluation draws its own keys): one run serves both.
+        same = configlib.to_yaml(
+            configlib.apply_overrides(cfg, ["agent.search.for_acting_test=false"])
+        )
+        if same in by_training:
+            trained[variant] = trained[by_training[same]]
+            continue
+        by_training[same] = variant
         trained[variant] = train_or_load(cfg, os.path.join(out, "variants", variant), quiet)
     base_budget = variant_config(spec, "learn_data_eval").agent.search.num_simulations
     for budget in spec.train_budgets:
@@ -329,7 +342,7 @@ def run_planning(
         budget_rows,
         depth_rows,
         train_rows,
-        {v: trained[v][1] for v in spec.variants},
+        {v: trained[v][1] for v in dict.fromkeys(by_training.values())},
         title=title,
     )
     summary = {

@@ -77,8 +77,11 @@ def planning_plots(
         capsize=4,
         color="tab:blue",
     )
+    for i, name in enumerate(names):  # every seed as a dot: with few seeds the bars hide a lot
+        values = [float(r["return"]) for r in variant_rows if r["variant"] == name]
+        ax.scatter([i] * len(values), values, color="black", s=12, zorder=3)
     ax.set_xticks(range(len(names)), [LABELS.get(n, n) for n in names], rotation=15)
-    ax.set_ylabel("greedy episode return (95% CI)")
+    ax.set_ylabel("greedy return: mean, 95% CI, seeds")
     ax.grid(axis="y", alpha=0.3)
     paths["variants"] = _save(fig, path, f"Where search is used: {title}")
 
