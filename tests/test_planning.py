@@ -68,17 +68,19 @@ def test_completed_q_one_step_target_equals_gumbel_muzero_visiting_every_action_
     qtransform = functools.partial(
         mctx.qtransform_completed_by_mix_value, value_scale=0.1, maxvisit_init=50.0
     )
-    out = mctx.gumbel_muzero_policy(
-        None, jax.random.key(0), root, _toy_model(num_actions), num_actions,
-        max_num_considered_actions=num_actions, qtransform=qtransform, gumbel_scale=0.0,
-    )  # fmt: skip
-    assert (np.asarray(out.search_tree.summary().visit_counts) == 1).all()
-    for b in range(batch):
-        q = jnp.asarray(_hand_q(float(embedding[b]), num_actions), jnp.float32)
-        got = one_step_policy_target(
-            q, logits[b], root_value[b], jnp.ones(num_actions, bool), mode="completed_q"
+    out = jax.jit(
+        lambda root: mctx.gumbel_muzero_policy(
+            None, jax.random.key(0), root, _toy_model(num_actions), num_actions,
+            max_num_considered_actions=num_actions, qtransform=qtransform, gumbel_scale=0.0,
         )
-        np.testing.assert_allclose(got, out.action_weights[b], rtol=1e-5, atol=1e-7)
+    )(root)  # fmt: skip
+    assert (np.asarray(out.search_tree.summary().visit_counts) == 1).all()
+    q = jnp.asarray([_hand_q(float(e), num_actions) for e in embedding], jnp.float32)
+    target = jax.jit(
+        jax.vmap(functools.partial(one_step_policy_target, mode="completed_q"))
+    )  # fmt: skip
+    got = target(q, logits, root_value, jnp.ones((batch, num_actions), bool))
+    np.testing.assert_allclose(got, out.action_weights, rtol=1e-5, atol=1e-7)
 
 
 class _HandModel(MuZero):
@@ -111,7 +113,7 @@ def test_agent_one_step_policy_targets_match_hand_computed_q():
         "final_value": jnp.zeros((2, length)),
         "action_mask": jnp.ones((2, length, num_actions), bool).at[1, :, 2].set(False),
     }
-    targets = agent.compute_targets(None, batch, jax.random.key(0))
+    targets = jax.jit(agent.compute_targets)(None, batch, jax.random.key(0))
     assert int(targets["simulations"]) == 0
     for b in range(2):
         for k in range(cfg.agent.loss.unroll_steps + 1):
