@@ -7,6 +7,7 @@ past the checks would fail.
 """
 
 import jax
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tiny_config import TINY
@@ -113,14 +114,7 @@ def _named_key(err: ConfigError) -> bool:
     return bool(err.key) and ("." in err.key or err.key in {f.split(".")[0] for f in KEYS})
 
 
-@settings(
-    max_examples=20,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True,  # the same examples on every run: CI stays reproducible
-)
-@given(override_sets())
-def test_random_overrides_build_or_name_the_key(overrides):
+def _builds_or_names_the_key(overrides):
     try:
         config = config_lib.load(None, TINY + overrides)
     except ConfigError as err:
@@ -130,3 +124,21 @@ def test_random_overrides_build_or_name_the_key(overrides):
         jax.eval_shape(make_train(config), jax.random.key(0))
     except ConfigError as err:
         assert _named_key(err), f"{overrides}: {err!r} names no key"
+
+
+# Tracing the whole program takes about 10 s a config on a CI core: the default run checks a
+# handful of fixed examples, the `heavy` run (`make test-all`) many more.
+_FIXED = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow], "derandomize": True}
+
+
+@settings(max_examples=8, **_FIXED)  # derandomized: the same examples on every run
+@given(override_sets())
+def test_random_overrides_build_or_name_the_key(overrides):
+    _builds_or_names_the_key(overrides)
+
+
+@pytest.mark.heavy
+@settings(max_examples=60, **_FIXED)
+@given(override_sets())
+def test_many_random_overrides_build_or_name_the_key(overrides):
+    _builds_or_names_the_key(overrides)

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 import pytest
+from tiny_config import FAST_XLA_FLAGS
 from tiny_config import TINY as BASE_TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -274,6 +275,7 @@ def _env(num_devices: int) -> dict:
         if not f.startswith("--xla_force_host_platform_device_count")
     ]
     flags.append(f"--xla_force_host_platform_device_count={num_devices}")
+    flags.extend(FAST_XLA_FLAGS)
     return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags))
 
 

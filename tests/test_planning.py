@@ -217,3 +217,39 @@ def test_planning_experiment_switches_tables_plots_and_resume(tmp_path, monkeypa
         planning.run_planning(
             dataclasses.replace(spec, seeds=3), name="study", root=str(tmp_path), quiet=True
         )
+
+
+@pytest.mark.heavy  # a conv MiniPacman program and 8 evaluation programs: minutes on a CPU
+def test_planning_generalisation_writes_every_level_set_model_and_budget(tmp_path):
+    """`planning-generalisation` on a tiny MiniPacman: one row per level set, search model,
+    test budget and seed (the env model is not used at budget 0), a plot, and the training
+    levels in the agent's config."""
+    import csv
+
+    from jaxmb.experiments import generalisation
+
+    spec = generalisation.GeneralisationSpec(
+        overrides=(
+            "train.total_env_steps=128", "train.eval_every=64", "env.num_envs=4",
+            "env.num_eval_envs=2", "env.eval_max_steps=10", "replay.capacity=512",
+            "replay.min_size=32", "replay.batch_size=8", "agent.search.num_simulations=2",
+            "agent.network.conv_channels=4", "agent.network.latent_dim=8",
+            "run.progress=false", "run.tensorboard=false",
+        ),
+        levels=2, seeds=2, test_budgets=(0, 2), eval_episodes=2,
+    )  # fmt: skip
+    summary = generalisation.run_generalisation(spec, name="g", root=str(tmp_path), quiet=True)
+    out = tmp_path / "g"
+    with open(out / "generalisation.csv") as f:
+        rows = list(csv.DictReader(f))
+    cells = {(r["levels"], r["model"], r["test_budget"]) for r in rows}
+    assert cells == {
+        (levels, model, budget)
+        for levels in ("train levels", "unseen levels")
+        for model, budget in (("learned", "0"), ("learned", "2"), ("env", "2"))
+    }
+    assert len(rows) == len(cells) * 2  # seeds
+    assert (out / "plots" / "generalisation.png").stat().st_size > 0
+    agent = config_lib.load(str(out / "agent" / "config.yaml"), [])
+    assert agent.env.params["num_levels"] == 2 and agent.env.params["start_level"] == 0
+    assert summary["levels"] == 2

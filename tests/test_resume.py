@@ -9,7 +9,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from tiny_config import TINY
+from tiny_config import FAST_XLA_FLAGS, TINY
 
 from jaxmb.evaluate import load_run
 
@@ -33,7 +33,7 @@ def _command(root, *extra):
 
 
 def _env():
-    return dict(os.environ, JAX_PLATFORMS="cpu")
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(FAST_XLA_FLAGS))
 
 
 def _checkpoints(run_dir):

@@ -46,6 +46,9 @@ class GeneralisationSpec:
       test_budgets: simulations at test time (0 = the prior).
       models: search models to compare ("learned", "env").
       eval_episodes: greedy episodes per seed and setting.
+      reanalyse_fraction: share of each batch whose targets are recomputed by search with
+        the target network (0: the search policies and values stored when acting, as the
+        presets train; the planning experiment uses 1 so that Learn+Data+Eval matches Learn).
     """
 
     base: str = "configs/muzero/minipacman.yaml"
@@ -57,6 +60,7 @@ class GeneralisationSpec:
     test_budgets: tuple[int, ...] = (0, 1, 5, 25)
     models: tuple[str, ...] = ("learned", "env")
     eval_episodes: int = 32
+    reanalyse_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.levels < 1:
@@ -81,7 +85,12 @@ def run_generalisation(
         "train levels": train_levels,
         "unseen levels": {"num_levels": spec.test_num_levels, "start_level": spec.test_start_level},
     }
-    pspec = planning.PlanningSpec(base=spec.base, overrides=spec.overrides, seeds=spec.seeds)
+    pspec = planning.PlanningSpec(
+        base=spec.base,
+        overrides=spec.overrides,
+        seeds=spec.seeds,
+        reanalyse_fraction=spec.reanalyse_fraction,
+    )
     extra = [
         f"run.num_seeds={spec.seeds}",
         *(f"env.params.{k}={v}" for k, v in train_levels.items()),
