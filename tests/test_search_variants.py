@@ -98,10 +98,12 @@ def test_run_policy_with_unreached_uct_depth_equals_mctx(searches):
     ours, ref = searches["ours"], searches["ref"]
     np.testing.assert_array_equal(ours.action, ref.action)
     np.testing.assert_allclose(ours.action_weights, ref.action_weights, rtol=1e-6)
+    # The two searches are separate copies in one program, which XLA may round differently:
+    # values are of order 1, so they agree to 1e-6 relative or one float32 step at 1 (1e-7).
     for got, want in zip(
         jax.tree.leaves(ours.search_tree), jax.tree.leaves(ref.search_tree), strict=True
     ):
-        np.testing.assert_allclose(got, want, rtol=1e-6)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
 def _reference_depths(parents):
