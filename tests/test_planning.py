@@ -253,3 +253,31 @@ def test_planning_generalisation_writes_every_level_set_model_and_budget(tmp_pat
     agent = config_lib.load(str(out / "agent" / "config.yaml"), [])
     assert agent.env.params["num_levels"] == 2 and agent.env.params["start_level"] == 0
     assert summary["levels"] == 2
+
+
+def test_every_experiment_preset_loads_and_gives_valid_configs():
+    """configs/experiments/*.yaml: each is a planning or a generalisation spec whose base
+    preset, overrides and variants make valid configs (loading only; nothing is traced)."""
+    import glob
+    import os
+
+    import yaml
+
+    from jaxmb.experiments import generalisation, planning
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = sorted(glob.glob(os.path.join(root, "configs", "experiments", "*.yaml")))
+    assert len(paths) >= 4
+    for path in paths:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+        if "levels" in data:
+            spec = generalisation.GeneralisationSpec(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+            )
+            base = planning.PlanningSpec(base=spec.base, overrides=spec.overrides)
+            planning.variant_config(base, "learn_data_eval", ["env.params.num_levels=5"])
+        else:
+            spec = planning.load_spec(path)
+            for variant in spec.variants:
+                planning.variant_config(spec, variant)
