@@ -28,7 +28,7 @@ settings.load_profile("ci")
 
 # Fast compiles. Most tests run their programs for a moment, so compiling is their cost: XLA's
 # CPU backend without its LLVM optimisations and fusion emitters compiles the TINY train
-# program in about half the time (13 s instead of 22 s on a CI core) and runs it about 3x
+# program in under half the time (9.8 s instead of 22 s here) and runs it about 3x
 # slower. Tests marked `slow` (learning tests, end-to-end runs) run long programs and keep
 # full optimisation. Subprocesses running TINY programs get the same through XLA_FLAGS
 # (`tiny_config.FAST_XLA_FLAGS`).
