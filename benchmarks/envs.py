@@ -8,7 +8,8 @@ env with uniformly random legal actions (continuous envs through `Discretize`), 
 auto-resets are inside the measured time as in training. `compile s` is trace + compile of
 that program (the env's reset included); `steps/s` counts env steps (batch x steps) over the
 best of `--repeats` runs. Each id runs in a fresh process (a failure or a missing extra is a
-row, not a crash). Prints a table and writes `benchmarks/results/envs-<date>.json`.
+row, not a crash). Prints a table and writes `benchmarks/results/envs-<date>.json`. On a CPU,
+Craftax runs at batches up to 64 only (`CPU_MAX_BATCH`; `--all-batches` lifts it).
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ DISCRETIZE = {
     "brax:hopper": dict(mode="grid", values_per_dim=3),
 }
 WORKER_TIMEOUT_S = 1800
+# Craftax generates a new world for every env on every step (`vmap` runs both branches of
+# the auto-reset), about 60 env steps/s at batch 64 on a 2-core CPU: batch 1024 would take
+# half an hour a row there. `--all-batches` measures it anyway (on a GPU, say).
+CPU_MAX_BATCH = {
+    "craftax:Craftax-Classic-Symbolic-v1": 64,
+    "craftax:Craftax-Classic-Pixels-v1": 64,
+    "craftax:Craftax-Symbolic-v1": 64,
+}
 
 
 def measure(env_id: str, batches: list[int], steps: int, repeats: int) -> list[dict]:
@@ -100,14 +109,14 @@ def measure(env_id: str, batches: list[int], steps: int, repeats: int) -> list[d
     return rows
 
 
-def _worker(env_id: str, args) -> list[dict]:
+def _worker(env_id: str, batches: list[int], args) -> list[dict]:
     command = [
         sys.executable,
         os.path.abspath(__file__),
         "--worker",
         env_id,
         "--batches",
-        *map(str, args.batches),
+        *map(str, batches),
         "--steps",
         str(args.steps),
         "--repeats",
@@ -134,6 +143,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="steps per measured run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results)")
+    parser.add_argument(
+        "--all-batches",
+        action="store_true",
+        help="also the batches CPU_MAX_BATCH skips (Craftax above 64) on a CPU",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
@@ -143,9 +157,23 @@ def main() -> None:
     results = {**metadata(), "rows": []}
     print(f"jaxmb envs  {results['date']}  {results['machine']}  jax {results['jax']}")
     print(f"{'id':<38} {'actions':>7} {'batch':>6} {'compile s':>9} {'steps/s':>12}")
+    import jax
+
+    on_cpu = jax.default_backend() == "cpu"
     for env_id in args.ids:
-        for row in _worker(env_id, args):
+        limit = CPU_MAX_BATCH.get(env_id) if on_cpu and not args.all_batches else None
+        batches = [b for b in args.batches if limit is None or b <= limit]
+        rows = _worker(env_id, batches, args) if batches else []
+        rows += [
+            {"id": env_id, "batch": b, "skipped": f"batch > {limit} on the CPU (--all-batches)"}
+            for b in args.batches
+            if b not in batches
+        ]
+        for row in rows:
             results["rows"].append(row)
+            if "skipped" in row:
+                print(f"{env_id:<38} {'':>7} {row['batch']:>6} skipped: {row['skipped']}")
+                continue
             if "error" in row:
                 print(f"{env_id:<38} FAILED: {row['error']}", flush=True)
                 continue

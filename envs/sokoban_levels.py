@@ -40,6 +40,7 @@ steps where some episode ends pay for generation.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.struct
@@ -285,6 +286,10 @@ def _attempt(seed: jax.Array, shape: tuple[int, int], num_boxes: int, params: An
 # ------------------------------------------------------------------------------ retry loop
 
 
+# Jitted so that a program tracing several resets (the train envs' reset and auto-reset, the
+# eval envs', a search on the env model) traces the generator once: the nested jit's jaxpr is
+# cached by argument shapes, and XLA inlines it, so the compiled program is unchanged.
+@functools.partial(jax.jit, static_argnames=("shape", "num_boxes"))
 def generate_level(
     level: jax.Array,
     shape: tuple[int, int],

@@ -183,7 +183,8 @@ class _Loop:
     def with_hparams(self, hparams: dict[str, Any]) -> _Loop:
         """This loop with an agent that reads `hparams` (traced scalars) in place of the
         config's values. Everything else, the envs included, is shared: envs must not be built
-        inside a trace (some compute their spaces with jnp)."""
+        inside a trace (some compute their spaces with jnp). The shape cache is shared too:
+        hparams change values, never shapes."""
         loop = copy.copy(self)
         loop.hp = hparams_lib.substitute(self.config, hparams)
         loop.agent = build_agent(loop.hp, self.env, self.env_params)
@@ -213,7 +214,7 @@ class _Loop:
             nan_terms=jnp.zeros((), jnp.int32),
             opponent_params=agent_state.params if self.two_player else None,
         )
-        shapes = jax.eval_shape(lambda s: self.iteration(s)[1], state)
+        shapes = self._cached_shapes("iteration", lambda: self.iteration(state)[1])
         history = {
             name: jnp.full((self.config.num_iterations,), _missing(shape.dtype), shape.dtype)
             for name, shape in shapes.items()
@@ -223,7 +224,7 @@ class _Loop:
     def init_seeds(self, keys: jax.Array) -> TrainState:
         """The seed-batched state (`make_train(..., num_seeds=...)`): leading `[num_seeds]`
         axis everywhere but the counters shared by all seeds."""
-        axes = _seed_axes(jax.eval_shape(self.init, keys[0]))
+        axes = _seed_axes(self._cached_shapes("init", lambda: self.init(keys[0])))
         return jax.vmap(self.init, out_axes=axes)(keys)
 
     def _example_step(self, obs: jax.Array) -> dict:
@@ -345,7 +346,17 @@ class _Loop:
 
     def _metric_template(self, agent_state, replay, key):
         guard = (jnp.zeros((), bool), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-        return jax.eval_shape(lambda: self.learn(agent_state, replay, key, guard)[2])
+        return self._cached_shapes("learn", lambda: self.learn(agent_state, replay, key, guard)[2])
+
+    def _cached_shapes(self, name: str, fn) -> Any:
+        """`jax.eval_shape(fn)`, computed once per loop. The shapes of a seed's state and of
+        an iteration's metrics depend on the config only, but tracing `iteration` (and the
+        `learn` inside it) takes seconds: without this, building the program traced them
+        several times over."""
+        cache = self.__dict__.setdefault("_shape_cache", {})
+        if name not in cache:
+            cache[name] = jax.eval_shape(fn)
+        return cache[name]
 
     # --------------------------------------------------------------------------- evaluation
 

@@ -6,10 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from tiny_config import FAST_XLA_FLAGS, TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The default config's loop with TINY's small networks: the default networks' compile would
+# double this test's time, and `test_learning.py` trains them.
 SHORT = [
+    *(o for o in TINY if o.startswith("agent.network.")),
     "train.total_env_steps=1024",
     "train.eval_every=512",
     "train.log_every=256",
@@ -22,7 +26,7 @@ SHORT = [
 
 
 def _cli(*args, cwd):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(FAST_XLA_FLAGS))
     return subprocess.run(
         [sys.executable, "-m", "jaxmb", *args],
         cwd=cwd,

@@ -31,7 +31,11 @@ TINY = [
 
 # XLA flags for subprocesses that run TINY programs: compile in about half the time, run
 # about 3x slower (see conftest.py, which does the same in the test processes).
-FAST_XLA_FLAGS = ["--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"]
+FAST_XLA_FLAGS = [
+    "--xla_backend_optimization_level=0",
+    "--xla_llvm_disable_expensive_passes=true",
+    "--xla_cpu_use_fusion_emitters=false",
+]
 
 
 def tiny(*extra):
