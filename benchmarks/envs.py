@@ -137,6 +137,8 @@ def _worker(env_id: str, batches: list[int], args) -> list[dict]:
 
 
 def main() -> None:
+    import jax
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ids", nargs="*", default=list(IDS))
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 64, 1024])
@@ -157,8 +159,6 @@ def main() -> None:
     results = {**metadata(), "rows": []}
     print(f"jaxmb envs  {results['date']}  {results['machine']}  jax {results['jax']}")
     print(f"{'id':<38} {'actions':>7} {'batch':>6} {'compile s':>9} {'steps/s':>12}")
-    import jax
-
     on_cpu = jax.default_backend() == "cpu"
     for env_id in args.ids:
         limit = CPU_MAX_BATCH.get(env_id) if on_cpu and not args.all_batches else None

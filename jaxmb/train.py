@@ -179,6 +179,7 @@ class _Loop:
         #: What the NaN guard checks, in the bit order of `TrainState.nan_terms`.
         self.guarded_terms = (*(t for t, w in weights.items() if w), "grad_norm")
         self.two_player = getattr(self.env, "num_players", 1) == 2
+        self._shape_cache: dict[str, Any] = {}  # see `_cached_shapes`
 
     def with_hparams(self, hparams: dict[str, Any]) -> _Loop:
         """This loop with an agent that reads `hparams` (traced scalars) in place of the
@@ -353,10 +354,9 @@ class _Loop:
         an iteration's metrics depend on the config only, but tracing `iteration` (and the
         `learn` inside it) takes seconds: without this, building the program traced them
         several times over."""
-        cache = self.__dict__.setdefault("_shape_cache", {})
-        if name not in cache:
-            cache[name] = jax.eval_shape(fn)
-        return cache[name]
+        if name not in self._shape_cache:
+            self._shape_cache[name] = jax.eval_shape(fn)
+        return self._shape_cache[name]
 
     # --------------------------------------------------------------------------- evaluation
 

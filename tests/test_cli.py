@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from tiny_config import FAST_XLA_FLAGS, TINY
+from tiny_config import TINY, fast_subprocess_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,11 +26,10 @@ SHORT = [
 
 
 def _cli(*args, cwd):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(FAST_XLA_FLAGS))
     return subprocess.run(
         [sys.executable, "-m", "jaxmb", *args],
         cwd=cwd,
-        env=env,
+        env=fast_subprocess_env(),
         capture_output=True,
         text=True,
         timeout=600,

@@ -9,7 +9,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from tiny_config import FAST_XLA_FLAGS, TINY
+from tiny_config import TINY, fast_subprocess_env
 
 from jaxmb.evaluate import load_run
 
@@ -32,8 +32,15 @@ def _command(root, *extra):
     ]
 
 
-def _env():
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(FAST_XLA_FLAGS))
+def _train(root, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _command(root, *extra),
+        cwd=ROOT,
+        env=fast_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _checkpoints(run_dir):
@@ -45,16 +52,14 @@ def _checkpoints(run_dir):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
-    reference = subprocess.run(
-        _command(tmp_path / "a"), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600
-    )
+    reference = _train(tmp_path / "a")
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     run_dir = tmp_path / "b" / "r"
     proc = subprocess.Popen(
         _command(tmp_path / "b"),
         cwd=ROOT,
-        env=_env(),
+        env=fast_subprocess_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -68,9 +73,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     kept = _checkpoints(run_dir)
     assert kept and kept[-1] < 400, kept
 
-    resumed = subprocess.run(
-        _command(tmp_path / "b"), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600
-    )
+    resumed = _train(tmp_path / "b")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     _, _, state_a = load_run(str(tmp_path / "a" / "r"))
@@ -87,14 +90,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
 def test_non_finite_loss_stops_the_run_and_keeps_good_checkpoints(tmp_path):
     # Two updates per iteration from the second on: update 100 falls in iteration 51, after
     # the checkpoints of iterations 20 and 40 (every 320 env steps = 20 iterations of 16).
-    result = subprocess.run(
-        _command(tmp_path, "agent.loss.inject_nan_at_update=100"),
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = _train(tmp_path, "agent.loss.inject_nan_at_update=100")
     assert result.returncode == 3, result.stderr[-3000:]
     assert "SGD update 100" in result.stderr and "value" in result.stderr
     assert "Traceback" not in result.stderr

@@ -4,6 +4,8 @@
 evaluation at the 5th and 10th.
 """
 
+import os
+
 from jaxmb import config as config_lib
 
 TINY = [
@@ -36,6 +38,12 @@ FAST_XLA_FLAGS = [
     "--xla_llvm_disable_expensive_passes=true",
     "--xla_cpu_use_fusion_emitters=false",
 ]
+
+
+def fast_subprocess_env() -> dict:
+    """The environment for a `python -m jaxmb` subprocess running a TINY program: CPU only,
+    `FAST_XLA_FLAGS` (replacing any XLA_FLAGS of the caller)."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(FAST_XLA_FLAGS))
 
 
 def tiny(*extra):
