@@ -180,6 +180,13 @@ class _Loop:
         self.guarded_terms = (*(t for t, w in weights.items() if w), "grad_norm")
         self.two_player = getattr(self.env, "num_players", 1) == 2
         self._shape_cache: dict[str, Any] = {}  # see `_cached_shapes`
+        # `iteration` and `learn` are traced twice in a program: for their shapes (the
+        # history's metrics, the skip branch's NaN metrics) and for real. As nested jits, the
+        # second call reuses the first one's trace (same function, same shapes), which halves
+        # the time to build a program. A loop with traced hparams closes over tracers, so its
+        # copies call the plain methods (`with_hparams`).
+        self._iteration = jax.jit(self.iteration)
+        self._learn = jax.jit(self.learn)
 
     def with_hparams(self, hparams: dict[str, Any]) -> _Loop:
         """This loop with an agent that reads `hparams` (traced scalars) in place of the
@@ -189,6 +196,7 @@ class _Loop:
         loop = copy.copy(self)
         loop.hp = hparams_lib.substitute(self.config, hparams)
         loop.agent = build_agent(loop.hp, self.env, self.env_params)
+        loop._iteration, loop._learn = loop.iteration, loop.learn
         return loop
 
     # --------------------------------------------------------------------------- init
@@ -215,7 +223,7 @@ class _Loop:
             nan_terms=jnp.zeros((), jnp.int32),
             opponent_params=agent_state.params if self.two_player else None,
         )
-        shapes = self._cached_shapes("iteration", lambda: self.iteration(state)[1])
+        shapes = self._cached_shapes("iteration", lambda: self._iteration(state)[1])
         history = {
             name: jnp.full((self.config.num_iterations,), _missing(shape.dtype), shape.dtype)
             for name, shape in shapes.items()
@@ -347,7 +355,7 @@ class _Loop:
 
     def _metric_template(self, agent_state, replay, key):
         guard = (jnp.zeros((), bool), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-        return self._cached_shapes("learn", lambda: self.learn(agent_state, replay, key, guard)[2])
+        return self._cached_shapes("learn", lambda: self._learn(agent_state, replay, key, guard)[2])
 
     def _cached_shapes(self, name: str, fn) -> Any:
         """`jax.eval_shape(fn)`, computed once per loop. The shapes of a seed's state and of
@@ -490,7 +498,7 @@ class _Loop:
 
         guard = (state.halted, state.nan_update, state.nan_terms)
         agent_state, replay, learn_metrics, (halted, nan_update, nan_terms) = jax.lax.cond(
-            can_learn, self.learn, skip, state.agent, replay, learn_key, guard
+            can_learn, self._learn, skip, state.agent, replay, learn_key, guard
         )
 
         iteration = state.iteration + 1
@@ -551,7 +559,9 @@ class _Loop:
         """
 
         def run(state):
-            new_state, metrics = self.iteration(state)
+            # Without the history: the same shapes as `init`'s call, so one trace serves both.
+            new_state, metrics = self._iteration(state.replace(history={}))
+            new_state = new_state.replace(history=state.history)
             index = state.iteration
             history = {k: v.at[index].set(metrics[k]) for k, v in state.history.items()}
             return new_state.replace(history=history), metrics

@@ -1,10 +1,13 @@
 """The compiled loop: shapes under jit and vmap, metrics, determinism."""
 
+import collections
+
 import jax
 import numpy as np
 import pytest
 from tiny_config import tiny
 
+import jaxmb.train as train_lib
 from jaxmb.train import NonFiniteLossError, check_finite, make_train
 
 
@@ -73,14 +76,35 @@ def test_variants_run(overrides):
     assert np.isfinite(metrics["loss"][1:]).all()
 
 
-def test_seed_batched_program_keeps_its_branches():
+def test_seed_batched_program_keeps_its_branches(monkeypatch):
     """Learning and evaluation stay real `lax.cond`s when seeds are batched: a select would
-    run the evaluation episodes at every iteration."""
+    run the evaluation episodes at every iteration. Building any of the three programs traces
+    `iteration` and `learn` once each (their shapes are needed before the real call)."""
+    traces = collections.Counter()
+
+    def counted(name):
+        method = getattr(train_lib._Loop, name)
+
+        def wrapper(self, *args):
+            traces[name] += 1
+            return method(self, *args)
+
+        monkeypatch.setattr(train_lib._Loop, name, wrapper)
+
+    counted("iteration")
+    counted("learn")
     cfg = tiny()
     keys = jax.random.split(jax.random.key(0), 2)
-    single = jax.jit(make_train(cfg)).lower(keys[0]).as_text().count("stablehlo.case")
-    batched = jax.jit(make_train(cfg, num_seeds=2)).lower(keys).as_text().count("stablehlo.case")
-    user_vmap = jax.jit(jax.vmap(make_train(cfg))).lower(keys).as_text().count("stablehlo.case")
+    cases = []
+    for build, args in [
+        (lambda: jax.jit(make_train(cfg)), keys[0]),
+        (lambda: jax.jit(make_train(cfg, num_seeds=2)), keys),
+        (lambda: jax.jit(jax.vmap(make_train(cfg))), keys),
+    ]:
+        traces.clear()
+        cases.append(build().lower(args).as_text().count("stablehlo.case"))
+        assert traces == {"iteration": 1, "learn": 1}
+    single, batched, user_vmap = cases
     assert single >= 2
     assert batched == single
     assert user_vmap == single
