@@ -233,6 +233,8 @@ class _Loop:
     def init_seeds(self, keys: jax.Array) -> TrainState:
         """The seed-batched state (`make_train(..., num_seeds=...)`): leading `[num_seeds]`
         axis everywhere but the counters shared by all seeds."""
+        if keys.shape[0] == 1:  # no vmap of one: see `make_train`
+            return _with_seed_axis(self.init(keys[0]))
         axes = _seed_axes(self._cached_shapes("init", lambda: self.init(keys[0])))
         return jax.vmap(self.init, out_axes=axes)(keys)
 
@@ -594,6 +596,27 @@ def _seed_axes(state: TrainState) -> TrainState:
     return axes.replace(iteration=None, replay=axes.replay.replace(num_written=None))
 
 
+def _with_seed_axis(state: TrainState) -> TrainState:
+    """One seed's state as a seed-batched state of one member (`_seed_axes` layout)."""
+    return _map_seed_leaves(lambda x: x[None], state)
+
+
+def _without_seed_axis(state: TrainState) -> TrainState:
+    """The inverse of `_with_seed_axis`."""
+    return _map_seed_leaves(lambda x: x[0], state)
+
+
+def _map_seed_leaves(fn, state: TrainState) -> TrainState:
+    """`fn` on every leaf but the counters shared by all seeds (see `_seed_axes`)."""
+    iteration, num_written = state.iteration, state.replay.num_written
+    mapped = jax.tree.map(
+        fn, state.replace(iteration=None, replay=state.replay.replace(num_written=None))
+    )
+    return mapped.replace(
+        iteration=iteration, replay=mapped.replay.replace(num_written=num_written)
+    )
+
+
 def make_train(
     config: Config,
     *,
@@ -664,6 +687,18 @@ def make_train(
 
         def step(state, hparams):
             return loop_for(hparams).step(state)
+    elif num_seeds == 1:
+        # One member runs the single-seed program with a leading [1] axis added, not a vmap
+        # of one: on a CPU that vmap made every matmul a batched one and ran at 0.73x the
+        # single-seed speed (benchmarks/RESULTS.md), and batching the traced iteration took
+        # seconds of every build. The state, metrics and callbacks look the same either way.
+        init = loop.init_seeds
+
+        def step(state, hparams):
+            hparams = None if not hparams else {k: v[0] for k, v in hparams.items()}
+            active = ~jnp.all(state.halted)
+            new_state, metrics = loop_for(hparams).step(_without_seed_axis(state), active)
+            return _with_seed_axis(new_state), jax.tree.map(lambda x: x[None], metrics)
     else:
         init = loop.init_seeds
 

@@ -58,6 +58,27 @@ def test_num_seeds_batched_program_and_callback():
     assert reports[-1]["loss"].shape == (3,)
 
 
+def test_one_seed_batched_program_is_the_plain_program():
+    """`num_seeds=1` (the CLI's default) runs the single-seed program with a leading [1]
+    axis, not a vmap of one: the same numbers as the plain program, bit for bit."""
+    cfg = tiny()
+    key = jax.random.key(3)
+    reports = []
+    one_state, one = jax.jit(make_train(cfg, callback=reports.append, num_seeds=1))(key[None])
+    jax.effects_barrier()
+    plain_state, plain = jax.jit(make_train(cfg))(key)
+    assert one["loss"].shape == (1, cfg.num_iterations) and reports[-1]["loss"].shape == (1,)
+    assert one_state.iteration.shape == () and one_state.replay.num_written.shape == ()
+    for name, values in plain.items():
+        np.testing.assert_array_equal(one[name][0], values, err_msg=name)
+    for a, b in zip(
+        jax.tree.leaves(one_state.agent.params),
+        jax.tree.leaves(plain_state.agent.params),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a[0], b)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
