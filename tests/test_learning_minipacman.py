@@ -53,6 +53,11 @@ def random_policy_return(config, num_episodes: int = 512) -> float:
     return float(returns.mean())
 
 
+# `make test-all`, not `make test`: about 3 minutes of CPU on 2 cores, and the default run must
+# stay under 15 minutes there. The default run asserts learning on the CartPole preset
+# (tests/test_learning.py); run this one before changing the conv torso, MiniPacman or its
+# preset.
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_muzero_beats_the_random_policy_on_minipacman():
     """Greedy evaluation (32 episodes, 50-step limit) after 24k env steps reaches at least

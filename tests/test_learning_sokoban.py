@@ -72,6 +72,10 @@ def random_policy_return(env, params, *, num_envs: int = 256, num_steps: int = 4
     return float(jax.jit(run)(jax.random.key(123)))
 
 
+# `make test-all`, not `make test`: about 3 minutes of CPU on 2 cores, and the default run must
+# stay under 15 minutes there. The default run asserts learning on the CartPole preset
+# (tests/test_learning.py); run this one before changing the Sokoban env.
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_muzero_beats_random_on_small_sokoban():
     cfg = config_lib.load(None, OVERRIDES)
