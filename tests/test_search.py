@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import mctx
 import numpy as np
 import pytest
+from toy_models import linear_model
 
 from jaxmb import search
 from jaxmb.config import SearchConfig
@@ -17,28 +18,7 @@ B, A, D = 4, 5, 6
 
 
 def _toy_model(key):
-    """A random linear model: enough structure for trees to differ by key and action."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    params = {
-        "w": jax.random.normal(k1, (A, D, D)) / jnp.sqrt(D),
-        "p": jax.random.normal(k2, (D, A)),
-        "v": jax.random.normal(k3, (D,)),
-    }
-
-    def recurrent_fn(params, rng_key, action, embedding):
-        del rng_key
-        nxt = jnp.tanh(jnp.einsum("bd,bde->be", embedding, params["w"][action]))
-        out = mctx.RecurrentFnOutput(
-            reward=nxt[:, 0],
-            discount=jnp.full((B,), 0.95),
-            prior_logits=nxt @ params["p"],
-            value=nxt @ params["v"],
-        )
-        return out, nxt
-
-    emb = jax.random.normal(jax.random.key(7), (B, D))
-    root = mctx.RootFnOutput(prior_logits=emb @ params["p"], value=emb @ params["v"], embedding=emb)
-    return params, recurrent_fn, root
+    return linear_model(key, batch=B, num_actions=A, dim=D, embedding_key=jax.random.key(7))
 
 
 @pytest.mark.parametrize("greedy", [False, True])

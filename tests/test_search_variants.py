@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import mctx
 import numpy as np
 import pytest
+from toy_models import linear_model
 
 from jaxmb import search_variants as sv
 from jaxmb.envs.wrappers import AutoReset
@@ -27,28 +28,7 @@ def _load_random_walk_env():
 
 
 def _linear_model(seed=0):
-    """A random linear model: trees differ by key and action, as in test_search."""
-    k1, k2, k3, k4 = jax.random.split(jax.random.key(seed), 4)
-    params = {
-        "w": jax.random.normal(k1, (A, D, D)) / jnp.sqrt(D),
-        "p": jax.random.normal(k2, (D, A)),
-        "v": jax.random.normal(k3, (D,)),
-    }
-
-    def recurrent_fn(params, rng_key, action, embedding):
-        del rng_key
-        nxt = jnp.tanh(jnp.einsum("bd,bde->be", embedding, params["w"][action]))
-        out = mctx.RecurrentFnOutput(
-            reward=nxt[:, 0],
-            discount=jnp.full(action.shape, 0.95),
-            prior_logits=nxt @ params["p"],
-            value=nxt @ params["v"],
-        )
-        return out, nxt
-
-    emb = jax.random.normal(k4, (B, D))
-    root = mctx.RootFnOutput(prior_logits=emb @ params["p"], value=emb @ params["v"], embedding=emb)
-    return params, recurrent_fn, root
+    return linear_model(jax.random.key(seed), batch=B, num_actions=A, dim=D)
 
 
 # XLA's CPU optimisations triple the compile time of a search that then runs in microseconds;
