@@ -22,16 +22,15 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 from jax._src import compiler as _compiler  # noqa: E402
+from tiny_config import FAST_COMPILE_OPTIONS  # noqa: E402
 
 settings.register_profile("ci", max_examples=30, deadline=None)
 settings.load_profile("ci")
 
-# Fast compiles. Most tests run their programs for a moment, so compiling is their cost: XLA's
-# CPU backend without its LLVM optimisations and fusion emitters compiles the TINY train
-# program in under half the time (9.8 s instead of 22 s here) and runs it about 3x
-# slower. Tests marked `slow` (learning tests, end-to-end runs) run long programs and keep
-# full optimisation. Subprocesses running TINY programs get the same through XLA_FLAGS
-# (`tiny_config.FAST_XLA_FLAGS`).
+# Fast compiles. Most tests run their programs for a moment, so compiling is their cost:
+# every compile gets `tiny_config.FAST_COMPILE_OPTIONS` (as if passed to `jax.jit`'s
+# `compiler_options`; options a caller passed win). Tests marked `slow` (learning tests,
+# end-to-end runs) run long programs and keep full optimisation.
 _fast = {"on": True}
 _get_compile_options = _compiler.get_compile_options
 
@@ -39,12 +38,9 @@ _get_compile_options = _compiler.get_compile_options
 def _compile_options(*args, **kwargs):
     options = _get_compile_options(*args, **kwargs)
     if _fast["on"]:
-        debug = options.executable_build_options.debug_options
-        debug.xla_backend_optimization_level = 0
-        debug.xla_llvm_disable_expensive_passes = True
         overrides = list(options.env_option_overrides)
-        if not any(name == "xla_cpu_use_fusion_emitters" for name, _ in overrides):
-            overrides.append(("xla_cpu_use_fusion_emitters", False))
+        given = {name for name, _ in overrides}
+        overrides += [(k, v) for k, v in FAST_COMPILE_OPTIONS.items() if k not in given]
         options.env_option_overrides = overrides
     return options
 

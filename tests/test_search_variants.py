@@ -31,9 +31,6 @@ def _linear_model(seed=0):
     return linear_model(jax.random.key(seed), batch=B, num_actions=A, dim=D)
 
 
-# XLA's CPU optimisations triple the compile time of a search that then runs in microseconds;
-# these tests check semantics, so they compile without them.
-_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 SIMS, MAX_DEPTH = 20, 2
 
 
@@ -70,7 +67,7 @@ def searches(request):
         )
         return ref, ours
 
-    ref, ours = _jit(both)(jax.random.key(3))
+    ref, ours = jax.jit(both)(jax.random.key(3))
     return {"ref": ref, "ours": ours, "params": params}
 
 
@@ -195,7 +192,7 @@ def test_nodes_from_uct_depth_on_follow_the_prior():
         uct_depth=2,
         qtransform=_optimistic_qtransform,
     )
-    out = _jit(policy, static_argnums=3)(None, jax.random.key(0), root, _one_hot_prior_model)
+    out = jax.jit(policy, static_argnums=3)(None, jax.random.key(0), root, _one_hot_prior_model)
     depths = np.asarray(sv.node_depths(out.search_tree))
     visits = np.asarray(out.search_tree.children_visits)  # [B, N, A]
     off_prior = visits[..., :2].sum(-1)  # [B, N] visits to actions the prior rules out
@@ -253,7 +250,7 @@ def test_rollout_value_is_the_discounted_return(greedy):
         }
         return outputs, _counter_model(params, key, action, counter)
 
-    outputs, (first, first_counter) = _jit(evaluate)(jax.random.key(0))
+    outputs, (first, first_counter) = jax.jit(evaluate)(jax.random.key(0))
     np.testing.assert_allclose(first.value, 10.0)
     for mix, (out, emb) in outputs.items():
         expected = (1 - mix) * 10.0 + mix * hand_returns
@@ -275,7 +272,7 @@ def test_rollouts_sample_the_prior_unless_greedy():
             for greedy in (False, True)
         ]
 
-    sampled, greedy = _jit(evaluate)(jax.random.key(0))
+    sampled, greedy = jax.jit(evaluate)(jax.random.key(0))
     assert len(np.unique(np.asarray(sampled))) > 1
     # Argmax of a flat prior is action 0: rewards 2, 3, 4, then the value 40 at counter 4.
     np.testing.assert_allclose(greedy, 2.0 + 0.9 * 3.0 + 0.81 * 4.0 + 0.729 * 40.0, rtol=1e-6)
@@ -330,7 +327,7 @@ def test_env_recurrent_fn_matches_env_step():
             results.append((rec(None, key, action, state), env_step))
         return results
 
-    for a, ((out, next_state), env_step) in enumerate(_jit(every_action)(jax.random.key(0))):
+    for a, ((out, next_state), env_step) in enumerate(jax.jit(every_action)(jax.random.key(0))):
         _, env_state, reward, terminated, truncated, info = jax.tree.map(np.asarray, env_step)
         jax.tree.map(np.testing.assert_array_equal, next_state, env_state)
         np.testing.assert_allclose(np.asarray(out.reward)[[0, 2]], reward[[0, 2]])
@@ -355,7 +352,7 @@ def test_search_on_the_env_model():
     policy = functools.partial(
         mctx.gumbel_muzero_policy, num_simulations=6, max_num_considered_actions=A
     )
-    tree = _jit(policy, static_argnums=3)(
+    tree = jax.jit(policy, static_argnums=3)(
         None, jax.random.key(0), root, rec, invalid_actions=invalid
     ).search_tree
     visited = np.asarray(tree.children_visits[:, 0] > 0)

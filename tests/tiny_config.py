@@ -31,13 +31,16 @@ TINY = [
 ]
 
 
-# XLA flags for subprocesses that run TINY programs: compile in about half the time, run
-# about 3x slower (see conftest.py, which does the same in the test processes).
-FAST_XLA_FLAGS = [
-    "--xla_backend_optimization_level=0",
-    "--xla_llvm_disable_expensive_passes=true",
-    "--xla_cpu_use_fusion_emitters=false",
-]
+# XLA's CPU backend without its LLVM optimisations and fusion emitters: the TINY program
+# compiles in under half the time (9.7 s instead of 22 s here) and runs about 3x slower.
+# Neither option changes what a program computes. conftest.py applies them to every compile
+# of a test not marked `slow`; subprocesses get them as `FAST_XLA_FLAGS`.
+FAST_COMPILE_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+    "xla_cpu_use_fusion_emitters": False,
+}
+FAST_XLA_FLAGS = [f"--{name}={str(value).lower()}" for name, value in FAST_COMPILE_OPTIONS.items()]
 
 
 def fast_subprocess_env() -> dict:

@@ -26,8 +26,6 @@ NUM_ENVS = 3
 NUM_STEPS = 30
 TIME_LIMIT = 8
 DIES_AT_ONCE, DIES_AT_TIME_LIMIT = 1, 2
-# Cuts compile time about 2.5-fold; neither option changes what the program computes.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
 def _rollout(env: CraftaxEnv, key: jax.Array, case: jax.Array, params) -> dict:
@@ -106,10 +104,7 @@ def env_and_params():
 def out(env_and_params):
     env, params = env_and_params
     keys = jax.random.split(jax.random.key(0), NUM_ENVS)
-    program = jax.jit(
-        jax.vmap(lambda *args: _rollout(env, *args), in_axes=(0, 0, None)),
-        compiler_options=_FAST_COMPILE,
-    )
+    program = jax.jit(jax.vmap(lambda *args: _rollout(env, *args), in_axes=(0, 0, None)))
     result = jax.device_get(program(keys, jnp.arange(NUM_ENVS), params))
     # [T, B, ...] like a `VectorEnv` rollout.
     unbatched_time = {"reset_obs", "ref_reset_obs", "start_terminated", "start_truncated"}

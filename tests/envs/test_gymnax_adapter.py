@@ -4,7 +4,7 @@ Compiling dominates the run time, so each env gets one compiled program that eve
 of that env reads: a `VectorEnv` of two copies reset and rolled forward with random
 actions inside `jax.jit` and `lax.scan`. The program runs twice, with the default params
 and with a forced time limit of `TIME_LIMIT` steps. Programs are compiled in worker threads
-(XLA compiles without holding the GIL) and with cheaper backend settings (`_FAST_COMPILE`).
+(XLA compiles without holding the GIL), with the fast compile options of tests/conftest.py.
 """
 
 import concurrent.futures
@@ -27,7 +27,6 @@ NUM_STEPS = 8
 TIME_LIMIT = 3
 ENV_IDS = [f"gymnax:{name}" for name in GYMNAX_ENV_IDS]
 # Cuts compile time two- to threefold; neither option changes what the program computes.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
 def _random_action(space: gymnasium.spaces.Space, key: jax.Array) -> jax.Array:
@@ -69,7 +68,7 @@ def _compile_and_run(env_id: str) -> tuple[GymnaxEnv, int, dict, dict]:
     default_limit = params.max_steps_in_episode
     # The same Python type as the default, so both runs share one compiled program.
     limited = dataclasses.replace(params, max_steps_in_episode=type(default_limit)(TIME_LIMIT))
-    rollout = jax.jit(functools.partial(_rollout, env), compiler_options=_FAST_COMPILE)
+    rollout = jax.jit(functools.partial(_rollout, env))
     key = jax.random.key(0)
     return env, default_limit, *jax.device_get((rollout(key, params), rollout(key, limited)))
 

@@ -2,7 +2,7 @@
 states, and properties of the procedural levels (connected, deterministic, in range).
 
 Compiling dominates the run time, so every test reads a few programs compiled once per
-module with cheaper backend settings (`_FAST_COMPILE`), and params are passed as arrays so
+module (with the fast compile options of tests/conftest.py), and params are passed as arrays so
 that new values never retrace.
 """
 
@@ -21,7 +21,6 @@ import jaxmb.envs
 from jaxmb.envs import core
 from jaxmb.envs.minipacman import MiniPacman, MiniPacmanParams
 
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 # Weber et al. 2017, appendix (MiniPacman tasks): per step, food, power pill, eat ghost,
 # killed by ghost. Written out here apart from the module's table, so a typo in either fails.
 PAPER_REWARDS = {
@@ -49,7 +48,7 @@ STILL = dataclasses.replace(PARAMS, ghost_speed=jnp.float32(0.0))  # ghosts neve
 
 
 def _compile(fn):
-    return jax.jit(fn, compiler_options=_FAST_COMPILE)
+    return jax.jit(fn)
 
 
 step = _compile(ENV.step)
@@ -157,10 +156,8 @@ def test_make_builds_the_env_with_overridden_params():
 def test_reset_and_step_under_jit_and_vmap_stay_in_their_spaces():
     batch = 4
     keys = jax.random.split(KEY, batch)
-    batched_reset = jax.jit(jax.vmap(ENV.reset, in_axes=(0, None)), compiler_options=_FAST_COMPILE)
-    batched_step = jax.jit(
-        jax.vmap(ENV.step, in_axes=(0, 0, 0, None)), compiler_options=_FAST_COMPILE
-    )
+    batched_reset = jax.jit(jax.vmap(ENV.reset, in_axes=(0, None)))
+    batched_step = jax.jit(jax.vmap(ENV.step, in_axes=(0, 0, 0, None)))
     obs, state = batched_reset(keys, PARAMS)
     assert obs.shape == (batch, 15, 19, 7) and obs.dtype == jnp.float32
     actions = jnp.arange(batch, dtype=jnp.int32)

@@ -5,11 +5,11 @@ stepped from the same start (the engine dm_control wraps), and dm_control's own 
 when it is installed. Compiling dominates the run time, so each env gets one jitted program
 (module-scoped fixture) that runs the adapter and the upstream env side by side; it runs
 twice, with the default time limit and with `TIME_LIMIT`, which is a params leaf and so
-shares the compiled program. `_FAST_COMPILE` cuts compile time about threefold.
+shares the compiled program. tests/conftest.py's fast compile options cut compile time about
+threefold.
 """
 
 import dataclasses
-import functools
 
 import gymnasium
 import jax
@@ -27,7 +27,6 @@ from jaxmb.envs.discretize import Discretize  # noqa: E402
 NUM_ENVS = 2
 NUM_STEPS = 30
 TIME_LIMIT = 5
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 # The adapter and the upstream env run the same operations in one program; they agree
 # to float32 rounding (XLA may fuse the two copies differently).
 _SAME_PROGRAM_TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -92,7 +91,7 @@ def _rollout_program(env, upstream, num_steps, *, independent_reset=True):
             out["fresh_obs"] = jax.vmap(jax.vmap(upstream.reset))(step_keys).obs
         return out
 
-    return jax.jit(run, compiler_options=_FAST_COMPILE)
+    return jax.jit(run)
 
 
 def _run_both_limits(env_id, actions_fn, wrap=None, num_steps=NUM_STEPS, **program_options):
@@ -341,8 +340,8 @@ def test_reset_and_step_states_have_one_type(env_id):
 
 def test_jit_step_compiles_once():
     env, params = jaxmb.envs.make("playground:AcrobotSwingupSparse")
-    reset = jax.jit(env.reset, compiler_options=_FAST_COMPILE)
-    step = jax.jit(env.step, compiler_options=_FAST_COMPILE)
+    reset = jax.jit(env.reset)
+    step = jax.jit(env.step)
     key = jax.random.key(0)
     action = jnp.array([0.5], jnp.float32)
     _, state = reset(key, params)
@@ -439,7 +438,7 @@ def test_humanoid_stand_in_codebook_mode():
     assert env.num_actions == 43 and env.observation_space.shape == (67,)
     assert not params.full_reset  # Humanoid's reset has no randomness
 
-    @functools.partial(jax.jit, compiler_options=_FAST_COMPILE)
+    @jax.jit
     def run(key):
         obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, NUM_ENVS), params)
 

@@ -28,9 +28,7 @@ UP, DOWN, LEFT, RIGHT = range(4)
 BATCH = 4
 SMALL = sokoban.SokobanParams(height=7, width=7, num_boxes=2)
 MAX_INDEX = 2**31 - 1
-# Cuts compile time severalfold; neither option changes what the program computes.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
-jit = functools.partial(jax.jit, compiler_options=_FAST_COMPILE)
+jit = jax.jit  # compiled fast: see tests/conftest.py
 
 # The hand-built level of `test_rewards_on_a_hand_built_level`, padded to the small env's 7x7.
 HAND_LEVEL = (
