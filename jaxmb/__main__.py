@@ -124,13 +124,22 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_env(env_id: str | None, changes: dict, overrides: list[str]) -> list[str]:
+    """An experiment's `--env ID`: the env's `configs/muzero` preset becomes the base (set in
+    `changes`) and `env.id=ID` the first override. Returns the overrides."""
+    if env_id is None:
+        return overrides
+    from jaxmb.experiments import planning
+
+    changes["base"] = planning.preset_for_env(env_id)
+    return [f"env.id={env_id}", *overrides]
+
+
 def _generalisation(args: argparse.Namespace, path, overrides) -> int:
     from jaxmb.experiments import generalisation, planning
 
     changes = {"seeds": args.seeds, "levels": args.levels}
-    if args.env is not None:
-        changes["base"] = planning.preset_for_env(args.env)
-        overrides = [f"env.id={args.env}", *overrides]
+    overrides = _with_env(args.env, changes, overrides)
     if path is not None:
         with open(path) as f:
             changes = {**planning.yaml.safe_load(f), **{k: v for k, v in changes.items() if v}}
@@ -155,9 +164,7 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.which == "planning-generalisation":
         return _generalisation(args, path, overrides)
     changes = {"seeds": args.seeds}
-    if args.env is not None:
-        changes["base"] = planning.preset_for_env(args.env)
-        overrides = [f"env.id={args.env}", *overrides]
+    overrides = _with_env(args.env, changes, overrides)
     if args.quick:
         changes.update(planning.QUICK)
     spec = planning.load_spec(path, **changes)

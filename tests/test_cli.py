@@ -72,3 +72,14 @@ def test_bad_override_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "agent.search.num_simulations" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_experiment_env_option_picks_the_env_preset_as_base():
+    from jaxmb.__main__ import _with_env
+
+    changes = {"seeds": 2}
+    overrides = _with_env("gymnax:Acrobot-v1", changes, ["train.total_env_steps=64"])
+    assert os.path.basename(changes["base"]) == "acrobot.yaml"
+    assert overrides == ["env.id=gymnax:Acrobot-v1", "train.total_env_steps=64"]
+    unchanged = {"seeds": 2}
+    assert _with_env(None, unchanged, ["a=1"]) == ["a=1"] and unchanged == {"seeds": 2}
