@@ -636,6 +636,7 @@ def make_train(
         `train.checkpoint_every` env steps (if > 0).
       num_seeds: if given, `train` takes keys `[num_seeds]` and vmaps the iteration inside the
         scan, so callbacks receive every member's metrics at once (leading axis `[num_seeds]`).
+        `num_seeds=1` runs the single-seed program with that axis added, without a vmap.
 
     Returns:
       `train(key, hparams=None) -> (final TrainState, metrics)`, a pure function to
