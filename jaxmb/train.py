@@ -563,7 +563,6 @@ class _Loop:
         def run(state):
             # Without the history: the same shapes as `init`'s call, so one trace serves both.
             new_state, metrics = self._iteration(state.replace(history={}))
-            new_state = new_state.replace(history=state.history)
             index = state.iteration
             history = {k: v.at[index].set(metrics[k]) for k, v in state.history.items()}
             return new_state.replace(history=history), metrics
@@ -607,13 +606,12 @@ def _without_seed_axis(state: TrainState) -> TrainState:
 
 
 def _map_seed_leaves(fn, state: TrainState) -> TrainState:
-    """`fn` on every leaf but the counters shared by all seeds (see `_seed_axes`)."""
-    iteration, num_written = state.iteration, state.replay.num_written
-    mapped = jax.tree.map(
-        fn, state.replace(iteration=None, replay=state.replay.replace(num_written=None))
-    )
-    return mapped.replace(
-        iteration=iteration, replay=mapped.replay.replace(num_written=num_written)
+    """`fn` on every leaf with a seed axis in `_seed_axes`; the shared counters stay."""
+    return jax.tree.map(
+        lambda axis, x: x if axis is None else fn(x),
+        _seed_axes(state),
+        state,
+        is_leaf=lambda axis: axis is None,
     )
 
 
