@@ -29,6 +29,7 @@ IDS = (
     "gymnax:CartPole-v1",
     "gymnax:Breakout-MinAtar",
     "jaxmb:Sokoban-v0",
+    "jumanji:Sokoban-v0",
     "jaxmb:MiniPacman-v0",
     "pgx:go_9x9",
     "craftax:Craftax-Classic-Symbolic-v1",

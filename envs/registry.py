@@ -377,6 +377,9 @@ _register_module(
     "craftax", CRAFTAX_IDS, "jaxmb.envs.craftax_adapter", extra="craftax", requires=("craftax",)
 )
 _register_module("pgx", ("go_9x9",), "jaxmb.envs.pgx_adapter", extra="pgx", requires=("pgx",))
+_register_module(
+    "jumanji", ("Sokoban-v0",), "jaxmb.envs.jumanji_adapter", extra="jumanji", requires=("jumanji",)
+)
 
 PLAYGROUND_IDS = ("AcrobotSwingupSparse", "CheetahRun", "HumanoidStand")
 _register_module(

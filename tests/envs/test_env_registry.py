@@ -62,7 +62,9 @@ def test_bad_id_suggests_the_closest_ids(bad_id, suggested):
 
 
 def test_bad_id_without_a_close_match_lists_the_sources():
-    with pytest.raises(UnknownEnvError, match="source one of brax, craftax, gymnax, jaxmb, pgx"):
+    with pytest.raises(
+        UnknownEnvError, match="source one of brax, craftax, gymnax, jaxmb, jumanji, pgx"
+    ):
         jaxmb.envs.make("nothing-like-it")
 
 
