@@ -26,9 +26,10 @@ from jaxmb.envs.registry import (
     make,
     register,
 )
-from jaxmb.envs.wrappers import AutoReset, EpisodeStatistics, VectorEnv, Wrapper
+from jaxmb.envs.wrappers import ActionRepeat, AutoReset, EpisodeStatistics, VectorEnv, Wrapper
 
 __all__ = [
+    "ActionRepeat",
     "AutoReset",
     "Env",
     "EnvInfo",

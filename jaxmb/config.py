@@ -74,6 +74,13 @@ class EnvConfig:
         default_factory=DiscretizeConfig,
         help="action discretisation for envs with continuous (Box) actions",
     )
+    action_repeat: int = field(
+        1,
+        low=1,
+        help="hold each action for this many env steps, summing rewards (DMC's action "
+        "repeat); the loop's env steps (train.total_env_steps, the env_steps metric, "
+        "replay sizes) then count agent decisions, each up to action_repeat env steps",
+    )
 
 
 @_frozen

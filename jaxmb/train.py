@@ -58,6 +58,7 @@ from jaxmb import replay as replay_lib
 from jaxmb.agents.muzero import MuZero, MuZeroState
 from jaxmb.config import Config, ConfigError
 from jaxmb.envs import (
+    ActionRepeat,
     EpisodeStatistics,
     HostEnv,
     MissingDependencyError,
@@ -114,6 +115,18 @@ def build_env(config: Config):
             )
         except (ValueError, TypeError) as err:
             raise ConfigError(str(err), "env.discretize") from err
+    if config.env.action_repeat > 1:
+        if isinstance(env, HostEnv):
+            raise ConfigError(
+                f"{config.env.id} is stepped on the host, where action repeat would cost a "
+                "host round trip per repeated step; use the suite's own frame skip where it "
+                "has one (ale: takes env.params={frame_skip: 4})",
+                "env.action_repeat",
+            )
+        try:
+            env = ActionRepeat(env, config.env.action_repeat)
+        except ValueError as err:
+            raise ConfigError(str(err), "env.action_repeat") from err
     return env, params
 
 

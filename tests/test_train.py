@@ -1,6 +1,7 @@
 """The compiled loop: shapes under jit and vmap, metrics, determinism."""
 
 import collections
+import importlib.util
 
 import jax
 import numpy as np
@@ -165,3 +166,19 @@ def test_continuous_actions_reach_muzero_through_env_discretize():
     assert metrics["loss"].shape == (cfg.num_iterations,)
     with pytest.raises(ConfigError, match="env.discretize.mode"):
         make_train(tiny("env.id=gymnax:Pendulum-v1"))
+
+
+def test_env_action_repeat_wraps_the_env_and_refuses_where_it_does_not_apply():
+    """`env.action_repeat` holds each action for k env steps (train and evaluation alike);
+    host envs and two-player games get a config error naming the key."""
+    from jaxmb.config import ConfigError
+    from jaxmb.envs import ActionRepeat
+
+    env, _ = train_lib.build_env(tiny("env.id=gymnax:Acrobot-v1", "env.action_repeat=4"))
+    assert isinstance(env, ActionRepeat) and env.repeat == 4
+    assert not isinstance(train_lib.build_env(tiny("env.id=gymnax:Acrobot-v1"))[0], ActionRepeat)
+    for env_id in ("gym:CartPole-v1", "pgx:go_9x9"):
+        if env_id.startswith("pgx") and importlib.util.find_spec("pgx") is None:
+            continue
+        with pytest.raises(ConfigError, match="env.action_repeat"):
+            train_lib.build_env(tiny(f"env.id={env_id}", "env.action_repeat=2"))

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from random_walk_env import RandomWalkEnv, WalkParams
 
 import jaxmb.envs
-from jaxmb.envs import AutoReset, EpisodeStatistics, VectorEnv, core
+from jaxmb.envs import ActionRepeat, AutoReset, EpisodeStatistics, VectorEnv, core
 
 NUM_STEPS = 24
 
@@ -203,3 +203,76 @@ def test_episode_statistics_per_copy_on_vectorised_cartpole():
         np.testing.assert_array_equal(info["episode_return"][:, i], returns)
         np.testing.assert_array_equal(info["episode_length"][:, i], lengths)
     np.testing.assert_array_equal(info["episode_length"][truncated], 10)
+
+
+def _repeat_by_hand(env, params, key, state, action, repeat):
+    """`repeat` steps of `env` in Python with ActionRepeat's keys, stopping at an episode end."""
+    keys = jax.random.split(key, repeat)
+    total, taken = 0.0, 0
+    for k in keys:
+        obs, state, reward, terminated, truncated, info = env.step(k, state, action, params)
+        total, taken = total + float(reward), taken + 1
+        if terminated or truncated:
+            break
+    return obs, state, total, bool(terminated), bool(truncated), info, taken
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    repeat=st.integers(1, 4),
+    actions=st.lists(st.integers(0, 2), min_size=1, max_size=6),
+    seed=st.integers(0, 2**16),
+)
+def test_action_repeat_equals_the_steps_taken_by_hand(walk_env, repeat, actions, seed):
+    inner = AutoReset(walk_env)
+    env = ActionRepeat(inner, repeat)
+    params = WalkParams(max_steps=5, goal=2)
+    key = jax.random.key(seed)
+    _, state = env.reset(key, params)
+    expected_state = state
+    step = jax.jit(env.step)
+    for t, action in enumerate(actions):
+        key_t = jax.random.fold_in(key, t)
+        obs, state, reward, terminated, truncated, info = step(
+            key_t, state, jnp.int32(action), params
+        )
+        e_obs, expected_state, e_reward, e_term, e_trunc, e_info, taken = _repeat_by_hand(
+            inner, params, key_t, expected_state, jnp.int32(action), repeat
+        )
+        np.testing.assert_array_equal(obs, e_obs)
+        np.testing.assert_array_equal(state.position, expected_state.position)
+        np.testing.assert_array_equal(state.time, expected_state.time)
+        assert float(reward) == e_reward and (bool(terminated), bool(truncated)) == (
+            e_term,
+            e_trunc,
+        )
+        np.testing.assert_array_equal(info["final_observation"], e_info["final_observation"])
+        assert int(info["action_repeat_steps"]) == taken
+
+
+def test_action_repeat_sums_rewards_and_stops_at_the_time_limit(walk_env):
+    env = ActionRepeat(AutoReset(walk_env), 4)
+    params = WalkParams(max_steps=6, goal=100)
+    _, state = env.reset(jax.random.key(1), params)
+    start = int(state.position)
+    stay = jnp.int32(1)  # moves by 0, earns 1
+    obs, state, reward, terminated, truncated, info = env.step(
+        jax.random.key(2), state, stay, params
+    )
+    assert (float(reward), int(info["action_repeat_steps"])) == (4.0, 4)
+    assert not (terminated or truncated) and obs.tolist() == [start, 4.0]
+    # Two more steps reach the limit of 6: the call stops there and returns the next episode.
+    obs, state, reward, terminated, truncated, info = env.step(
+        jax.random.key(3), state, stay, params
+    )
+    assert (float(reward), int(info["action_repeat_steps"])) == (2.0, 2)
+    assert bool(truncated) and not bool(terminated)
+    assert info["final_observation"].tolist() == [start, 6.0] and float(obs[1]) == 0.0
+
+
+def test_action_repeat_refuses_bad_repeats(walk_env):
+    with pytest.raises(ValueError, match="positive integer"):
+        ActionRepeat(walk_env, 0)
+    with pytest.raises(ValueError, match="two-player"):
+        ActionRepeat(type("TwoPlayer", (AutoReset,), {"num_players": 2})(walk_env), 2)
+    assert core.missing_env_members(ActionRepeat(walk_env, 2)) == []
