@@ -54,9 +54,7 @@ def _step_many(env, params, state, actions, key):
         return state, (obs, reward, terminated, truncated, info)
 
     keys = jax.random.split(key, len(actions))
-    return jax.jit(lambda s: jax.lax.scan(body, s, (keys, jnp.asarray(actions, jnp.int32))))(
-        state
-    )
+    return jax.jit(lambda s: jax.lax.scan(body, s, (keys, jnp.asarray(actions, jnp.int32))))(state)
 
 
 def test_simple_level_solved_by_hand_with_hand_computed_rewards():
