@@ -138,3 +138,14 @@ def num_actions(space: gymnasium.spaces.Space) -> int:
 def all_actions_legal(space: gymnasium.spaces.Space) -> jax.Array:
     """The mask of an env without illegal actions: `bool[num_actions]`, all True."""
     return jnp.ones((num_actions(space),), dtype=jnp.bool_)
+
+
+def tree_where(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
+    """Picks between two pytrees of one structure, keeping `on_false`'s dtypes (a reset
+    state may hold weakly typed scalars that would otherwise change a carry's type)."""
+
+    def pick(a: Any, b: Any) -> jax.Array:
+        b = jnp.asarray(b)
+        return jnp.where(pred, a, b).astype(b.dtype)
+
+    return jax.tree.map(pick, on_true, on_false)

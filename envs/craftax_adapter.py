@@ -69,17 +69,6 @@ _UNBOUNDED_OBSERVATIONS = frozenset({"Craftax-Symbolic-v1"})
 _NO_TIME_LIMIT = np.iinfo(np.int32).max
 
 
-def _where(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
-    """Picks between two pytrees of one structure, keeping `on_false`'s dtypes (a reset
-    state may hold weakly typed scalars that would otherwise change the carry's type)."""
-
-    def pick(a: Any, b: Any) -> jax.Array:
-        b = jnp.asarray(b)
-        return jnp.where(pred, a, b).astype(b.dtype)
-
-    return jax.tree.map(pick, on_true, on_false)
-
-
 class CraftaxEnv:
     """A craftax environment behind the jaxmb `Env` protocol.
 
@@ -168,7 +157,7 @@ class CraftaxEnv:
         info["final_observation"] = obs
         return (
             jnp.where(done, reset_obs, obs),
-            _where(done, reset_state, next_state),
+            core.tree_where(done, reset_state, next_state),
             jnp.asarray(reward, jnp.float32),
             terminated,
             truncated,

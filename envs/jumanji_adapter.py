@@ -49,9 +49,6 @@ from jaxmb.envs import core
 JUMANJI_ENV_NAMES: tuple[str, ...] = ("Sokoban-v0",)
 """jumanji names (without the `jumanji:` prefix) this adapter builds."""
 
-BUILT_IN_LEVELS = ("toy", "simple")
-"""`levels` values that name one of jumanji's offline generators."""
-
 CHANNELS = (
     "empty",
     "wall",
@@ -264,12 +261,9 @@ class JumanjiSokoban:
             "discount": 1.0 - terminated.astype(jnp.float32),
             "final_observation": obs,
         }
-        new_state = jax.tree.map(
-            lambda a, b: jnp.where(done, a, b).astype(b.dtype), reset_state, next_state
-        )
         return (
             jnp.where(done, reset_obs, obs),
-            new_state,
+            core.tree_where(done, reset_state, next_state),
             jnp.asarray(timestep.reward, jnp.float32),
             terminated,
             truncated,

@@ -16,16 +16,6 @@ import jax.numpy as jnp
 from jaxmb.envs import core
 
 
-def _where(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
-    """Picks between two pytrees of one structure, keeping `on_false`'s dtypes."""
-
-    def pick(a: Any, b: Any) -> jax.Array:
-        b = jnp.asarray(b)
-        return jnp.where(pred, a, b).astype(b.dtype)
-
-    return jax.tree.map(pick, on_true, on_false)
-
-
 class Wrapper:
     """Forwards every part of the protocol to the wrapped env; subclasses override some.
 
@@ -151,8 +141,8 @@ class AutoReset(Wrapper):
         reset_obs, reset_state = self.env.reset(key_reset, params)
         done = jnp.logical_or(terminated, truncated)
         info = {**info, "final_observation": obs}
-        obs = _where(done, reset_obs, obs)
-        next_state = _where(done, reset_state, next_state)
+        obs = core.tree_where(done, reset_obs, obs)
+        next_state = core.tree_where(done, reset_state, next_state)
         return obs, next_state, reward, terminated, truncated, info
 
 
@@ -227,7 +217,7 @@ class ActionRepeat(Wrapper):
                 n_info,
                 taken + 1,
             )
-            return _where(ended, carry, stepped), None
+            return core.tree_where(ended, carry, stepped), None
 
         carry, _ = jax.lax.scan(body, carry, keys[1:])
         obs, state, reward, terminated, truncated, info, taken = carry
