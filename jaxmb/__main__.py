@@ -59,10 +59,13 @@ def _train(args: argparse.Namespace) -> int:
     else:
         per_seed = ", ".join(f"{r:.1f}" for r in s["final_eval_return"])
         print(f"final greedy eval:  {s['final_eval_return_mean']:.1f} (per seed: {per_seed})")
-    print(
-        f"env steps/seed:     {s['env_steps_per_seed']} in {s['run_seconds']:.1f} s "
-        f"(+{s['compile_seconds']:.1f} s compile), {s['env_steps_per_second']:.0f} steps/s"
-    )
+    if s["already_trained"]:
+        print(f"env steps/seed:     {s['env_steps_per_seed']} (already trained: nothing ran)")
+    else:
+        print(
+            f"env steps/seed:     {s['env_steps_per_seed']} in {s['run_seconds']:.1f} s "
+            f"(+{s['compile_seconds']:.1f} s compile), {s['env_steps_per_second']:.0f} steps/s"
+        )
     print(f"learning curve:     {s['learning_curve']}")
     return 0
 
@@ -107,10 +110,13 @@ def _sweep(args: argparse.Namespace) -> int:
             shown = f"{point['mean']:.1f} (95% interval {low:.1f} to {high:.1f})"
         print(f"  {point['label']:<40} final greedy eval {shown}")
     s = result.summary
-    print(
-        f"{s['num_members']} members in {s['run_seconds']:.1f} s "
-        f"(+{s['compile_seconds']:.1f} s compile), {s['env_steps_per_second']:.0f} env steps/s"
-    )
+    if s["already_trained"]:
+        print(f"{s['num_members']} members, already trained: nothing ran")
+    else:
+        print(
+            f"{s['num_members']} members in {s['run_seconds']:.1f} s "
+            f"(+{s['compile_seconds']:.1f} s compile), {s['env_steps_per_second']:.0f} env steps/s"
+        )
     return 0
 
 

@@ -155,8 +155,11 @@ def train_run(
     """Trains `config.run.num_seeds` members together and writes the run directory.
 
     If the run directory already holds checkpoints of the same config, training resumes from
-    the latest one. A non-finite loss raises `jaxmb.train.NonFiniteLossError` after the last
-    good state is kept (checkpoints are never written from a halted state).
+    the latest one; a run whose latest checkpoint is its last iteration returns its metrics
+    (the restored history) without compiling, keeping the stored summary's timings and
+    setting `summary["already_trained"]`. A non-finite loss raises
+    `jaxmb.train.NonFiniteLossError` after the last good state is kept (checkpoints are never
+    written from a halted state).
 
     Args:
       config: the run's config; `run.num_seeds` members train in one program.
@@ -211,13 +214,16 @@ def train_run(
     start = time.perf_counter()
     # Fresh and resumed runs go through the same compiled `train.run`, so that resuming gives
     # bit-identical results.
+    # A finished run (its last checkpoint is the final iteration) is not compiled again: its
+    # metrics are the restored state's history.
     devices = {"processes": jax.process_count(), "seeds": 1, "envs": 1}
     if jax.device_count() == 1:
         if resume_step is None:
             state = jax.jit(train.init)(keys)
         else:
             state = checkpointer.restore(jax.eval_shape(train.init, keys))
-        compiled = jax.jit(train.run).lower(state, hparams).compile()
+        finished = _finished(config, state)
+        compiled = None if finished else jax.jit(train.run).lower(state, hparams).compile()
         args = (state, hparams)
     else:
         # Members over devices (and hosts), each member's envs over what is left.
@@ -231,7 +237,10 @@ def train_run(
             if jax.process_count() > 1:
                 host = _broadcast_tree(host)
             state = distributed.to_global(host, distributed.seed_shardings(train, keys, mesh)[0])
-        compiled = distributed.compile_sharded_run(train, state, mesh, hparams=hparams)
+        finished = _finished(config, state)
+        compiled = None
+        if not finished:
+            compiled = distributed.compile_sharded_run(train, state, mesh, hparams=hparams)
         args = (state,)
         if hparams:
             args = (
@@ -244,7 +253,7 @@ def train_run(
         logger.start()
     start = time.perf_counter()
     try:
-        final_state, metrics = compiled(*args)
+        final_state, metrics = (state, state.history) if finished else compiled(*args)
         jax.block_until_ready(metrics)
         jax.effects_barrier()
     except jax.errors.JaxRuntimeError as err:
@@ -265,14 +274,29 @@ def train_run(
     metrics = {k: np.asarray(v) for k, v in metrics.items()}
     summary = summarize(config, metrics, compile_seconds, run_seconds, start_iteration)
     summary["mesh"] = devices  # processes, and devices along the members and the envs axes
+    summary["already_trained"] = finished  # a finished run rerun: nothing ran
     if not primary:
         return RunResult(run_dir, summary, metrics, final_state)
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+    summary_path = os.path.join(run_dir, "summary.json")
+    if finished and os.path.exists(summary_path):
+        # Keep the timings of the run that trained.
+        with open(summary_path) as f:
+            stored = json.load(f)
+        summary.update({k: stored[k] for k in _TIMINGS if k in stored})
+    with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
     plot_path = os.path.join(run_dir, "plots", "learning_curve.png")
     plot_learning_curves(metrics, plot_path, title=f"MuZero on {config.env.id}")
     summary["learning_curve"] = plot_path
     return RunResult(run_dir, summary, metrics, final_state)
+
+
+_TIMINGS = ("compile_seconds", "run_seconds", "resumed_from_iteration", "env_steps_per_second")
+
+
+def _finished(config: Config, state) -> bool:
+    """Whether `state` (restored or fresh) has run all of `config`'s iterations."""
+    return int(distributed.to_host(state.iteration)) >= config.num_iterations
 
 
 def summarize(
@@ -290,6 +314,7 @@ def summarize(
     ]
     env_steps = int(metrics["env_steps"][0, -1])
     num_seeds = eval_returns.shape[0]
+    ran = config.num_iterations - start_iteration
     return {
         "env_id": config.env.id,
         "num_seeds": num_seeds,
@@ -299,11 +324,10 @@ def summarize(
         "compile_seconds": round(compile_seconds, 2),
         "run_seconds": round(run_seconds, 2),
         "resumed_from_iteration": start_iteration or None,
-        "env_steps_per_second": round(
-            num_seeds
-            * (config.num_iterations - start_iteration)
-            * config.steps_per_iteration
-            / run_seconds,
-            1,
+        # None for a finished run rerun: it runs no iteration.
+        "env_steps_per_second": (
+            round(num_seeds * ran * config.steps_per_iteration / run_seconds, 1)
+            if ran > 0 and run_seconds > 0
+            else None
         ),
     }

@@ -218,7 +218,8 @@ def sweep(
         "points": point_rows,
         "members": member_rows,
         **{
-            k: result.summary[k] for k in ("compile_seconds", "run_seconds", "env_steps_per_second")
+            k: result.summary[k]
+            for k in ("compile_seconds", "run_seconds", "env_steps_per_second", "already_trained")
         },
     }
     with open(os.path.join(sweep_dir, "sweep.json"), "w") as f:

@@ -38,17 +38,8 @@ def _cli(*args, cwd):
 
 @pytest.mark.slow
 def test_train_then_eval_writes_run_directory(tmp_path):
-    result = _cli(
-        "train",
-        *SHORT,
-        "--seeds",
-        "2",
-        "--name",
-        "smoke",
-        "--quiet",
-        f"run.root={tmp_path}",
-        cwd=ROOT,
-    )
+    train = ("train", *SHORT, "--seeds", "2", "--name", "smoke", "--quiet", f"run.root={tmp_path}")
+    result = _cli(*train, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "smoke"
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "plots/learning_curve.png"):
@@ -61,6 +52,16 @@ def test_train_then_eval_writes_run_directory(tmp_path):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {r["seed_index"] for r in rows} == {0, 1}
     assert "run directory:" in result.stdout and "learning curve:" in result.stdout
+
+    # The same command again: the run is finished, so nothing compiles or runs, and the
+    # summary keeps the first run's timings.
+    again = _cli(*train, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already trained" in again.stdout
+    assert json.loads((run_dir / "summary.json").read_text()) == {
+        **summary,
+        "already_trained": True,
+    }
 
     evaluated = _cli("eval", str(run_dir), "--episodes", "2", cwd=ROOT)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]

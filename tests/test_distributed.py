@@ -370,9 +370,8 @@ def _assert_same_reports(actual: dict, expected: dict) -> None:
 
 @pytest.mark.parametrize(
     ("num_devices", "modes"),
-    # `make test-all` only: the default run shards through jaxmb.run in
-    # test_sweep_shards_members_and_envs_like_one_device (8 devices) and across processes
-    # in test_cli_two_processes_match_one; shard_map is an opt-in mode jaxmb.run does not use.
+    # `make test-all` only: the default run shards through jaxmb.run across processes in
+    # test_cli_two_processes_match_one; shard_map is an opt-in mode jaxmb.run does not use.
     [
         pytest.param(8, ["jit"], marks=pytest.mark.heavy),
         pytest.param(4, ["shard_map"], marks=pytest.mark.heavy),
@@ -527,6 +526,10 @@ if __name__ == "__main__":
     _worker(sys.argv[1:])
 
 
+# 2 compiles in subprocesses, about 80 s on 2 cores: `make test-all`. The default run keeps
+# jaxmb.run's sharding across processes (test_cli_two_processes_match_one); this adds the
+# envs axis of the mesh and hparams split like the members.
+@pytest.mark.heavy
 def test_sweep_shards_members_and_envs_like_one_device(tmp_path):
     """`jaxmb.sweep` (through `jaxmb.run.train_run`) on 8 devices: 2 members x 4 envs is a
     (2, 4) mesh, members over "seeds" and each member's envs over "envs", with traced

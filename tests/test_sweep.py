@@ -71,6 +71,12 @@ def test_rerunning_a_finished_sweep_resumes_and_another_grid_is_refused(swept):
     config, grid, result = swept
     again = jaxmb.sweep(config, seeds=2, grid=grid, name="lr")
     assert again.summary["points"] == result.summary["points"]
+    # Finished: the restored history; nothing compiled or ran, so the timings are the first's.
+    assert again.summary["already_trained"] and not result.summary["already_trained"]
+    for name in ("compile_seconds", "run_seconds", "env_steps_per_second"):
+        assert again.summary[name] == result.summary[name], name
+    for name, values in result.metrics.items():
+        np.testing.assert_array_equal(again.metrics[name], values, err_msg=name)
     with pytest.raises(ConfigError, match="another grid"):
         jaxmb.sweep(config, seeds=2, grid={LR: [1e-3]}, name="lr")
 

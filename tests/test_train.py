@@ -132,7 +132,15 @@ def test_seed_batched_program_keeps_its_branches(monkeypatch):
     assert user_vmap == single
 
 
-@pytest.mark.parametrize("num_seeds", [None, 2])
+@pytest.mark.parametrize(
+    "num_seeds",
+    [
+        # `make test-all` only: a one-seed CLI run is the plain program, and
+        # test_resume.py's non-finite-loss test runs its guard end to end.
+        pytest.param(None, marks=pytest.mark.heavy),
+        2,
+    ],
+)
 def test_nan_guard_keeps_last_finite_update_and_names_it(num_seeds):
     cfg = tiny("agent.loss.inject_nan_at_update=5")
     train = make_train(cfg, num_seeds=num_seeds)

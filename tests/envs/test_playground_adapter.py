@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from xdist_once import computed_once
 
 pytest.importorskip("mujoco_playground")
 mujoco = pytest.importorskip("mujoco")
@@ -94,8 +95,14 @@ def _rollout_program(env, upstream, num_steps, *, independent_reset=True):
     return jax.jit(run)
 
 
-def _run_both_limits(env_id, actions_fn, wrap=None, num_steps=NUM_STEPS, **program_options):
-    """Builds `env_id` (wrapped by `wrap`) and runs its program at both time limits."""
+def _run_both_limits(
+    env_id, actions_fn, wrap=None, num_steps=NUM_STEPS, *, once=None, **program_options
+):
+    """Builds `env_id` (wrapped by `wrap`) and runs its program at both time limits.
+
+    `once(name, compute)` (a module fixture's `computed_once`) shares the two rollouts with
+    the other xdist worker, so that the program compiles once per test run.
+    """
     raw, params = jaxmb.envs.make(env_id)
     assert raw.default_params() == params
     limited = dataclasses.replace(params, max_steps_in_episode=TIME_LIMIT)
@@ -104,11 +111,13 @@ def _run_both_limits(env_id, actions_fn, wrap=None, num_steps=NUM_STEPS, **progr
     # every short episode replays the first one.
     period = actions_fn(jax.random.key(7), env, TIME_LIMIT)
     actions = jnp.concatenate([period] * -(-num_steps // TIME_LIMIT))[:num_steps]
-    program = _rollout_program(env, raw.upstream, num_steps, **program_options)
-    key = jax.random.key(0)
-    default_out, limited_out = jax.device_get(
-        (program(key, actions, params), program(key, actions, limited))
-    )
+
+    def rollouts():
+        program = _rollout_program(env, raw.upstream, num_steps, **program_options)
+        key = jax.random.key(0)
+        return jax.device_get((program(key, actions, params), program(key, actions, limited)))
+
+    default_out, limited_out = rollouts() if once is None else once(env_id, rollouts)
     return env, params, np.asarray(actions), default_out, limited_out
 
 
@@ -124,23 +133,31 @@ def _integer_actions(key, env, steps):
 
 
 @pytest.fixture(scope="module")
-def acrobot():
+def once(tmp_path_factory, worker_id):
+    return lambda name, compute: computed_once(tmp_path_factory, worker_id, name, compute)
+
+
+@pytest.fixture(scope="module")
+def acrobot(once):
     """Acrobot through `Discretize(grid, 5 values)`; full reset (its default)."""
     return _run_both_limits(
         "playground:AcrobotSwingupSparse",
         _integer_actions,
         wrap=lambda env: Discretize(env, "grid", values_per_dim=5),
+        once=once,
     )
 
 
 @pytest.fixture(scope="module")
-def cheetah():
+def cheetah(once):
     """Cheetah with continuous actions; reset to the cached first state (its default).
 
     Its upstream rollout starts from the adapter's reset state (`independent_reset`), so
     the reset itself is compared on Acrobot and brax only.
     """
-    return _run_both_limits("playground:CheetahRun", _uniform_actions, independent_reset=False)
+    return _run_both_limits(
+        "playground:CheetahRun", _uniform_actions, independent_reset=False, once=once
+    )
 
 
 def _assert_contract_shapes(env, out):
