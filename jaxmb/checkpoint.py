@@ -2,7 +2,9 @@
 folder, then renamed).
 
 PRNG keys are stored as their raw `uint32` data (orbax stores plain arrays) and rebuilt on
-restore, so a restored state is a drop-in for the saved one.
+restore, so a restored state is a drop-in for the saved one. Arrays with a zero-size axis
+(MJX's `data.act` for a body without actuator activations) hold no data and orbax refuses
+them: they are stored as a scalar placeholder and rebuilt from `like`'s shape on restore.
 """
 
 from __future__ import annotations
@@ -21,14 +23,31 @@ def is_key(x: Any) -> bool:
     return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
+def _is_empty(x: Any) -> bool:
+    """Whether `x` (an array or a shape) has a zero-size axis."""
+    return 0 in getattr(x, "shape", ())
+
+
 def _to_storable(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
+    def storable(x: Any) -> Any:
+        if is_key(x):
+            return jax.random.key_data(x)
+        if _is_empty(x):
+            return np.zeros((), x.dtype)
+        return x
+
+    return jax.tree.map(storable, tree)
 
 
 def _from_storable(stored: Any, like: Any) -> Any:
-    return jax.tree.map(
-        lambda s, ref: jax.random.wrap_key_data(s) if is_key(ref) else s, stored, like
-    )
+    def restored(s: Any, ref: Any) -> Any:
+        if is_key(ref):
+            return jax.random.wrap_key_data(s)
+        if _is_empty(ref):
+            return np.zeros(ref.shape, ref.dtype)
+        return s
+
+    return jax.tree.map(restored, stored, like)
 
 
 class Checkpointer:
