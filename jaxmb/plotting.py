@@ -19,13 +19,27 @@ def _save(fig, path: str, title: str) -> str:
     return path
 
 
-def plot_learning_curves(metrics: dict[str, np.ndarray], path: str, *, title: str = "") -> str:
+def steps_label(config) -> str:
+    """The x axis of a run's curves: what its `env_steps` metric counts. With
+    `env.action_repeat` above 1 the loop's env steps are agent decisions."""
+    repeat = config.env.action_repeat
+    return "environment steps" if repeat == 1 else f"agent decisions ({repeat} env steps each)"
+
+
+def plot_learning_curves(
+    metrics: dict[str, np.ndarray],
+    path: str,
+    *,
+    title: str = "",
+    xlabel: str = "environment steps",
+) -> str:
     """Greedy eval return (per seed, thin; mean, thick) and training episode return.
 
     Args:
       metrics: arrays `[num_seeds, num_iterations]` as `make_train` returns them.
       path: PNG path to write.
       title: figure title.
+      xlabel: what `metrics["env_steps"]` counts (`steps_label(config)`).
     """
     steps = metrics["env_steps"][0]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -41,7 +55,7 @@ def plot_learning_curves(metrics: dict[str, np.ndarray], path: str, *, title: st
             ok = np.isfinite(values).all(axis=0)
             if ok.any():
                 ax.plot(steps[ok], values[:, ok].mean(axis=0), color="black", lw=2, label="mean")
-        ax.set_xlabel("environment steps")
+        ax.set_xlabel(xlabel)
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("episode return")
@@ -56,6 +70,7 @@ def plot_sweep(
     path: str,
     *,
     title: str = "",
+    xlabel: str = "environment steps",
 ) -> str:
     """Greedy eval curves per grid point (mean over seeds, 95% t interval shaded) and the
     final eval return per point as bars with the same interval.
@@ -66,6 +81,7 @@ def plot_sweep(
       point_labels: one label per grid point.
       path: PNG path to write.
       title: figure title.
+      xlabel: what `metrics["env_steps"]` counts (`steps_label(config)`).
     """
     from jaxmb.sweeps import t_interval
 
@@ -91,7 +107,7 @@ def plot_sweep(
         means.append(final_mean)
         lows.append(final_mean - interval[0] if interval else 0.0)
         highs.append(interval[1] - final_mean if interval else 0.0)
-    curves.set_xlabel("environment steps")
+    curves.set_xlabel(xlabel)
     curves.set_ylabel("greedy evaluation return")
     curves.grid(alpha=0.3)
     curves.legend(fontsize=7)

@@ -28,7 +28,7 @@ from jaxmb import configlib, distributed
 from jaxmb.checkpoint import Checkpointer, is_key
 from jaxmb.config import Config, ConfigError
 from jaxmb.logger import RunLogger
-from jaxmb.plotting import plot_learning_curves
+from jaxmb.plotting import plot_learning_curves, steps_label
 from jaxmb.train import check_finite, make_train
 
 
@@ -286,7 +286,9 @@ def train_run(
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
     plot_path = os.path.join(run_dir, "plots", "learning_curve.png")
-    plot_learning_curves(metrics, plot_path, title=f"MuZero on {config.env.id}")
+    plot_learning_curves(
+        metrics, plot_path, title=f"MuZero on {config.env.id}", xlabel=steps_label(config)
+    )
     summary["learning_curve"] = plot_path
     return RunResult(run_dir, summary, metrics, final_state)
 

@@ -40,7 +40,7 @@ import numpy as np
 from jaxmb import configlib
 from jaxmb import hparams as hparams_lib
 from jaxmb.config import Config, ConfigError
-from jaxmb.plotting import plot_learning_curves, plot_sweep
+from jaxmb.plotting import plot_learning_curves, plot_sweep, steps_label
 from jaxmb.run import prepare_run_dir, train_run
 
 __all__ = ["SweepResult", "sweep", "t_interval"]
@@ -109,6 +109,7 @@ def _write_member(
         {k: v[None] for k, v in metrics.items()},
         os.path.join(member_dir, "plots", "learning_curve.png"),
         title=info["label"],
+        xlabel=steps_label(config),
     )
 
 
@@ -231,5 +232,6 @@ def sweep(
         point_labels,
         os.path.join(sweep_dir, "plots", "sweep.png"),
         title=f"sweep on {config.env.id} ({seeds} seed{'s' if seeds > 1 else ''} per point)",
+        xlabel=steps_label(config),
     )
     return SweepResult(sweep_dir, point_rows, member_rows, metrics, summary)

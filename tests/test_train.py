@@ -181,10 +181,14 @@ def test_env_action_repeat_wraps_the_env_and_refuses_where_it_does_not_apply():
     host envs and two-player games get a config error naming the key."""
     from jaxmb.config import ConfigError
     from jaxmb.envs import ActionRepeat
+    from jaxmb.plotting import steps_label
 
     env, _ = train_lib.build_env(tiny("env.id=gymnax:Acrobot-v1", "env.action_repeat=4"))
     assert isinstance(env, ActionRepeat) and env.repeat == 4
     assert not isinstance(train_lib.build_env(tiny("env.id=gymnax:Acrobot-v1"))[0], ActionRepeat)
+    # The loop's env steps are then decisions, and the plots' x axes say so.
+    assert steps_label(tiny("env.action_repeat=4")) == "agent decisions (4 env steps each)"
+    assert steps_label(tiny()) == "environment steps"
     for env_id in ("gym:CartPole-v1", "pgx:go_9x9"):
         if env_id.startswith("pgx") and importlib.util.find_spec("pgx") is None:
             continue

@@ -44,6 +44,7 @@ from jaxmb import configlib
 from jaxmb.config import Config, ConfigError
 from jaxmb.experiments import plots
 from jaxmb.experiments.variants import LABELS, SWITCHES, variant_overrides
+from jaxmb.plotting import steps_label
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -344,6 +345,7 @@ def run_planning(
         train_rows,
         {v: trained[v][1] for v in dict.fromkeys(by_training.values())},
         title=title,
+        xlabel=steps_label(base),
     )
     summary = {
         "env_id": base.env.id,

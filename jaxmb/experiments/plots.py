@@ -63,8 +63,10 @@ def planning_plots(
     curves: dict[str, dict[str, np.ndarray]],
     *,
     title: str,
+    xlabel: str = "environment steps",
 ) -> dict[str, str]:
-    """Writes the planning experiment's PNGs under `out/plots/`; returns name -> path."""
+    """Writes the planning experiment's PNGs under `out/plots/`; returns name -> path.
+    `xlabel` says what the learning curves' `env_steps` count (`plotting.steps_label`)."""
     paths = {}
     path = os.path.join(out, "plots", "variants.png")
     stats = mean_intervals(variant_rows, "variant")
@@ -128,7 +130,7 @@ def planning_plots(
             if values.shape[0] > 1:
                 half = 1.96 * values[:, ok].std(axis=0, ddof=1) / np.sqrt(values.shape[0])
                 ax.fill_between(steps[ok], mean - half, mean + half, alpha=0.15)
-        ax.set_xlabel("environment steps")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("greedy eval return (own test setting)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
