@@ -74,10 +74,6 @@ class GoParams:
     max_termination_steps: int = flax.struct.field(pytree_node=False, default=162)
 
 
-def _where(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
-
-
 class PgxGoEnv:
     """pgx Go behind the jaxmb `Env` protocol; see the module docstring for conventions.
 
@@ -166,7 +162,7 @@ class PgxGoEnv:
         final_obs = next_state.observation.astype(jnp.float32)
         reset_obs, reset_state = self.reset(key_reset, params)
         done = jnp.logical_or(terminated, truncated)
-        next_state = _where(done, reset_state, next_state)
+        next_state = core.tree_where(done, reset_state, next_state)
         info = {"final_observation": final_obs, "to_play": next_state.current_player}
         return (
             jnp.where(done, reset_obs, final_obs),

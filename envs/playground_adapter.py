@@ -104,10 +104,6 @@ def _finite_or_zero(x: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(x), x, jnp.zeros_like(x))
 
 
-def _where(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
-
-
 def _pick_observation(obs: Any) -> Any:
     """The proprioceptive vector: the observation itself, or its `"state"` entry."""
     return obs["state"] if isinstance(obs, Mapping) else obs
@@ -214,7 +210,7 @@ class PhysicsEnv:
         done = jnp.logical_or(terminated, truncated)
         restart = self._reset_upstream(key) if params.full_reset else state.first_state
         next_state = PhysicsEnvState(
-            env_state=_where(done, restart, stepped),
+            env_state=core.tree_where(done, restart, stepped),
             first_state=state.first_state,
             step_count=jnp.where(done, 0, step_count).astype(jnp.int32),
         )

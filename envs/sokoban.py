@@ -38,8 +38,6 @@ when some member's episode ends (see `sokoban_levels`).
 
 from __future__ import annotations
 
-from typing import Any
-
 import chex
 import flax.struct
 import gymnasium
@@ -113,10 +111,6 @@ class SokobanState:
     player: jax.Array  # [2] int32, (row, col)
     level: jax.Array  # [] int32, the level index this episode plays
     time: jax.Array  # [] int32, steps taken in this episode
-
-
-def _pick(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 class Sokoban:
@@ -264,7 +258,7 @@ class Sokoban:
         layout, _ = levels.generate_level(
             next_level, self.shape, self.num_boxes, params, needed=done, placeholder=current
         )
-        state = _pick(done, self._start(layout, next_level), state)
+        state = core.tree_where(done, self._start(layout, next_level), state)
         obs = self.observation(state)
         info = {"final_observation": final_obs}
         return obs, state, reward, terminated, truncated, info
