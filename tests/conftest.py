@@ -54,3 +54,17 @@ def _full_optimisation_for_slow_tests(request):
     _fast["on"] = not slow
     yield
     _fast["on"] = True
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: the learning tests, then the other `slow` ones, then the rest, each
+    group in collection order. xdist's `worksteal` hands each worker a contiguous half and
+    rebalances by stealing from the ends of the queues, so a minutes-long test collected late
+    would otherwise start late and leave one worker running it alone at the end."""
+
+    def rank(item) -> int:
+        if item.path.name.startswith("test_learning"):
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=rank)  # stable: modules stay contiguous within a group
