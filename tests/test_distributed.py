@@ -370,8 +370,8 @@ def _assert_same_reports(actual: dict, expected: dict) -> None:
 
 @pytest.mark.parametrize(
     ("num_devices", "modes"),
-    # `make test-all` only: the default run shards through jaxmb.run across processes in
-    # test_cli_two_processes_match_one; shard_map is an opt-in mode jaxmb.run does not use.
+    # `make test-all` only, with the other multi-device runs of jaxmb.run
+    # (test_cli_two_processes_match_one, test_sweep_shards_members_and_envs_like_one_device).
     [
         pytest.param(8, ["jit"], marks=pytest.mark.heavy),
         pytest.param(4, ["shard_map"], marks=pytest.mark.heavy),
@@ -448,9 +448,9 @@ def _wait_all(workers: list[_Worker], deadline: float) -> list[int | None]:
     return codes
 
 
-# 5 compiles (2 modes x 2 processes + the reference): 2 to 4 minutes. The default run has
-# test_cli_two_processes_match_one (the path users take); this one adds shard_map and the
-# to_global round trip across processes: `make test-all`.
+# 5 compiles (2 modes x 2 processes + the reference): 2 to 4 minutes, `make test-all`. Beyond
+# test_cli_two_processes_match_one (the path users take), it checks shard_map and the
+# to_global round trip across processes.
 @pytest.mark.heavy
 def test_two_processes_match_one(tmp_path):
     """2 processes x 2 devices, 4 seeds: the metrics of one process running the 4 seeds.
@@ -526,9 +526,8 @@ if __name__ == "__main__":
     _worker(sys.argv[1:])
 
 
-# 2 compiles in subprocesses, about 80 s on 2 cores: `make test-all`. The default run keeps
-# jaxmb.run's sharding across processes (test_cli_two_processes_match_one); this adds the
-# envs axis of the mesh and hparams split like the members.
+# 2 compiles in subprocesses, about 80 s on 2 cores: `make test-all`. It checks the envs axis
+# of the mesh and hparams split like the members.
 @pytest.mark.heavy
 def test_sweep_shards_members_and_envs_like_one_device(tmp_path):
     """`jaxmb.sweep` (through `jaxmb.run.train_run`) on 8 devices: 2 members x 4 envs is a
@@ -577,7 +576,10 @@ def _metric_rows(run_dir) -> dict:
     return rows
 
 
-@pytest.mark.slow  # 3 compiles of the TINY program
+# 3 processes compiling the TINY program, about 100 s on 2 cores: `make test-all`, to keep the
+# default run under 15 minutes. The default run keeps the in-process multi-device checks
+# (test_seeds_not_divisible_by_devices_is_a_config_error, test_seed_helpers_see_all_devices).
+@pytest.mark.heavy
 def test_cli_two_processes_match_one(tmp_path):
     """`python -m jaxmb train ... --coordinator --num-processes 2 --process-id i`, one device
     each, 2 seeds: process 0 writes the run directory, with the metrics and final returns of

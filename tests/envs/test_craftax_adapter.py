@@ -194,7 +194,15 @@ def test_step_rejects_a_batched_action(env_and_params):
         jax.eval_shape(env.step, jax.random.key(1), state, jnp.zeros((2,), jnp.int32), params)
 
 
-@pytest.mark.parametrize("name", CRAFTAX_ENV_NAMES)
+@pytest.mark.parametrize(
+    "name",
+    [
+        # Tracing the pixel renderer takes about 35 s on 2 cores: `make test-all` only. The
+        # adapter code is the same for every variant.
+        pytest.param(n, marks=pytest.mark.heavy) if "Pixels" in n else n
+        for n in CRAFTAX_ENV_NAMES
+    ],
+)
 def test_every_variant_traces_to_its_spaces(name):
     """Shapes and dtypes of each variant, traced without compiling (compiles are slow)."""
     # The first Pixels build writes craftax's texture cache into its package (~20 s, once).
