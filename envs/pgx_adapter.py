@@ -36,8 +36,19 @@ Two-player use (search and targets are the caller's job): at each step the value
 the opponent's, so a return from the mover's view is `r_t - discount * V(s_{t+1})`, which
 is mctx's two-player convention of a discount of -1 in the recurrent function.
 
-Params: `GoParams` holds `komi` and `max_termination_steps`. pgx takes them as constructor
-arguments and closes over them as Python numbers, so they are static (not pytree leaves):
+- **An optional early-pass rule** (`GoParams.no_pass_before`, default 0: standard rules).
+  With N > 0, passing is illegal while fewer than N moves have been played, unless no other
+  move is legal. The adapter writes this into the state's `legal_action_mask`, so
+  `action_mask`, search with the env as its model, the random evaluation player and pgx's
+  own illegal-action rule (an early pass ends the game, the passer losing) all see it. It
+  is a training aid for small budgets: early in self-play a pass-heavy prior is a cheap
+  local optimum (after one pass, the second wins for White on komi), and an agent that
+  passes is beaten by any player who keeps placing stones. `docs/results/go.md` measures
+  it; an agent trained with it can be evaluated under standard rules (N = 0).
+
+Params: `GoParams` holds `komi`, `max_termination_steps` and `no_pass_before`. pgx takes the
+first two as constructor arguments and closes over them as Python numbers, so all are static
+(not pytree leaves):
 `make("pgx:go_9x9", komi=6.5)` builds a new pgx env, and passing params that differ from
 the env's own raises instead of being silently ignored.
 """
@@ -68,10 +79,13 @@ class GoParams:
     Attributes:
         komi: points added to white's area score.
         max_termination_steps: moves after which the game is scored and ends.
+        no_pass_before: passing is illegal while fewer moves than this have been played,
+            unless it is the only legal move (0: standard rules, pass always legal).
     """
 
     komi: float = flax.struct.field(pytree_node=False, default=7.5)
     max_termination_steps: int = flax.struct.field(pytree_node=False, default=162)
+    no_pass_before: int = flax.struct.field(pytree_node=False, default=0)
 
 
 class PgxGoEnv:
@@ -87,6 +101,8 @@ class PgxGoEnv:
 
         size = _BOARD_SIZES[name]
         self._params = GoParams() if params is None else params
+        if self._params.no_pass_before < 0:
+            raise ValueError(f"no_pass_before must be >= 0, got {self._params.no_pass_before}")
         self._pgx_env = Go(
             size=size,
             komi=float(self._params.komi),
@@ -132,8 +148,19 @@ class PgxGoEnv:
     def reset(self, key: jax.Array, params: GoParams) -> tuple[jax.Array, Any]:
         """Starts a game; returns `(obs float32[9, 9, 17], pgx State)`."""
         self._check_params(params)
-        state = self._pgx_env.init(key)
+        state = self._restrict_pass(self._pgx_env.init(key))
         return state.observation.astype(jnp.float32), state
+
+    def _restrict_pass(self, state: Any) -> Any:
+        """Applies `no_pass_before` to `state.legal_action_mask` (pgx checks moves against
+        the state's mask, so a masked pass is an illegal action there too)."""
+        limit = self._params.no_pass_before
+        if limit == 0:
+            return state
+        mask = state.legal_action_mask
+        early = (state._step_count < limit) & ~state.terminated
+        others = jnp.any(mask[:-1])
+        return state.replace(legal_action_mask=mask.at[-1].set(mask[-1] & ~(early & others)))
 
     def step(
         self, key: jax.Array, state: Any, action: jax.Array, params: GoParams
@@ -155,7 +182,7 @@ class PgxGoEnv:
         chex.assert_shape(action, ())
         key_step, key_reset = jax.random.split(key)
         mover = state.current_player
-        next_state = self._pgx_env.step(state, action, key_step)
+        next_state = self._restrict_pass(self._pgx_env.step(state, action, key_step))
         reward = next_state.rewards[mover].astype(jnp.float32)
         terminated = jnp.asarray(next_state.terminated, jnp.bool_)
         truncated = jnp.asarray(next_state.truncated, jnp.bool_)
@@ -178,8 +205,9 @@ class PgxGoEnv:
         return state.current_player
 
     def action_mask(self, state: Any, params: GoParams) -> jax.Array:
-        """`bool[num_actions]`: pgx's `legal_action_mask` (pass, the last action, is always
-        legal; suicide, occupied points and simple ko are not)."""
+        """`bool[num_actions]`: pgx's `legal_action_mask` (pass, the last action, is legal
+        under standard rules, `no_pass_before` aside; suicide, occupied points and simple ko
+        are not)."""
         del params
         return state.legal_action_mask
 

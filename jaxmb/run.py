@@ -222,9 +222,11 @@ def train_run(
             state = jax.jit(train.init)(keys)
         else:
             state = checkpointer.restore(jax.eval_shape(train.init, keys))
-        finished = _finished(config, state)
-        compiled = None if finished else jax.jit(train.run).lower(state, hparams).compile()
         args = (state, hparams)
+
+        def compile_run():
+            return jax.jit(train.run).lower(state, hparams).compile()
+
     else:
         # Members over devices (and hosts), each member's envs over what is left.
         mesh = distributed.member_mesh(num_seeds, config.env.num_envs)
@@ -237,17 +239,19 @@ def train_run(
             if jax.process_count() > 1:
                 host = _broadcast_tree(host)
             state = distributed.to_global(host, distributed.seed_shardings(train, keys, mesh)[0])
-        finished = _finished(config, state)
-        compiled = None
-        if not finished:
-            compiled = distributed.compile_sharded_run(train, state, mesh, hparams=hparams)
         args = (state,)
+
+        def compile_run():
+            return distributed.compile_sharded_run(train, state, mesh, hparams=hparams)
+
         if hparams:
             args = (
                 state,
                 distributed.to_global(hparams, distributed.hparam_shardings(hparams, mesh)),
             )
     start_iteration = int(distributed.to_host(state.iteration))
+    finished = start_iteration >= config.num_iterations
+    compiled = None if finished else compile_run()
     compile_seconds = time.perf_counter() - start
     if logger is not None:
         logger.start()
@@ -294,11 +298,6 @@ def train_run(
 
 
 _TIMINGS = ("compile_seconds", "run_seconds", "resumed_from_iteration", "env_steps_per_second")
-
-
-def _finished(config: Config, state) -> bool:
-    """Whether `state` (restored or fresh) has run all of `config`'s iterations."""
-    return int(distributed.to_host(state.iteration)) >= config.num_iterations
 
 
 def summarize(

@@ -234,3 +234,35 @@ def test_params_are_static_and_checked(env_and_params):
         env.reset(jax.random.key(0), short_params)
     with pytest.raises(ValueError, match="unknown param"):
         jaxmb.envs.make(ENV_ID, komii=6.5)
+
+
+def test_no_pass_before_masks_early_passes():
+    env, params = jaxmb.envs.make(ENV_ID, no_pass_before=3)
+    assert params.no_pass_before == 3 and env.default_params() == params
+    step = jax.jit(lambda key, state, action: env.step(key, state, action, params))
+    _, start = env.reset(jax.random.key(8), params)
+    mask = env.action_mask(start, params)
+    assert not mask[PASS] and mask[:PASS].all()
+    played = _play(step, start, [40, 41, 42, PASS])
+    # Masked for moves 0, 1 and 2 (0, 1 and 2 moves played), legal from the fourth.
+    assert [bool(env.action_mask(r[1], params)[PASS]) for r in played[:3]] == [False, False, True]
+    _, state, reward, terminated, _, _ = played[3]
+    assert not terminated and reward == 0.0 and env.action_mask(state, params)[PASS]
+    # An early pass is an illegal move: the game ends and the passer loses, as in pgx.
+    _, restarted, reward, terminated, _, _ = _play(step, start, [PASS])[0]
+    assert terminated and reward == -1.0
+    # The new game starts under the same rule.
+    assert not env.action_mask(restarted, params)[PASS]
+
+
+def test_no_pass_before_keeps_pass_when_it_is_the_only_move():
+    env, params = jaxmb.envs.make(ENV_ID, no_pass_before=STEP_CAP)
+    _, start = env.reset(jax.random.key(9), params)
+    # pgx's own mask of the empty board (pass legal), and of a board where every point is
+    # occupied or illegal, on which pass is the only move and so stays legal.
+    pgx_mask = start.legal_action_mask.at[PASS].set(True)
+    assert not env._restrict_pass(start.replace(legal_action_mask=pgx_mask)).legal_action_mask[PASS]
+    blocked = start.replace(legal_action_mask=pgx_mask.at[:PASS].set(False))
+    assert env._restrict_pass(blocked).legal_action_mask[PASS]
+    with pytest.raises(ValueError, match="no_pass_before"):
+        jaxmb.envs.make(ENV_ID, no_pass_before=-1)
