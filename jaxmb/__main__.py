@@ -8,6 +8,7 @@ python -m jaxmb train ... --coordinator host0:1234 --num-processes 2 --process-i
 python -m jaxmb train configs/muzero/cartpole.yaml --variant one_step   # a planning variant
 python -m jaxmb experiment planning --env gymnax:CartPole-v1 --seeds 5
 python -m jaxmb eval runs/<name> --episodes 32
+python -m jaxmb eval runs/<go run> --episodes 128 --simulations 64 --env-param no_pass_before=0
 python -m jaxmb config                                  # every key, its default and help
 """
 
@@ -121,9 +122,34 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    import yaml
+
+    from jaxmb.config import ConfigError
     from jaxmb.evaluate import evaluate_run
 
-    result = evaluate_run(args.run_dir, episodes=args.episodes, seed=args.seed)
+    env_params = {}
+    for item in args.env_param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env-param wants key=value, got {item!r}", "--env-param")
+        env_params[key] = yaml.safe_load(value)
+    result = evaluate_run(
+        args.run_dir,
+        episodes=args.episodes,
+        seed=args.seed,
+        budget=args.simulations,
+        env_params=env_params,
+    )
+    if "win_rate" in result:
+        for i, (outcome, rate) in enumerate(
+            zip(result["per_seed"], result["win_rate_per_seed"], strict=True)
+        ):
+            print(
+                f"seed {i}: win rate {rate:.3f} against a uniform random legal player over "
+                f"{args.episodes} games (mean outcome {outcome:+.3f})"
+            )
+        print(f"mean win rate: {result['win_rate']:.3f}")
+        return 0
     for i, value in enumerate(result["per_seed"]):
         print(f"seed {i}: mean greedy return {value:.1f} over {args.episodes} episodes")
     print(f"mean: {result['mean']:.1f}")
@@ -242,6 +268,19 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("run_dir")
     ev.add_argument("--episodes", type=int, default=32)
     ev.add_argument("--seed", type=int, default=12345)
+    ev.add_argument(
+        "--simulations",
+        type=int,
+        help="test-time search budget (0: act from the prior); default: the run's",
+    )
+    ev.add_argument(
+        "--env-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="env param for the evaluation envs, over the run's (repeatable), e.g. "
+        "no_pass_before=0 to play Go under standard rules",
+    )
     ev.set_defaults(func=_eval)
     ex = sub.add_parser("experiment", help="run a research experiment (planning)")
     ex.add_argument("which", choices=["planning", "planning-generalisation"], help="the experiment")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import jax
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from jaxmb import config as config_lib
 from jaxmb import configlib
 from jaxmb.checkpoint import Checkpointer
-from jaxmb.config import ConfigError
+from jaxmb.config import Config, ConfigError
 from jaxmb.train import _Loop
 
 
@@ -29,16 +30,68 @@ def load_run(run_dir: str):
     return config, loop, state
 
 
-def evaluate_run(run_dir: str, *, episodes: int = 32, seed: int = 12345) -> dict:
-    """Greedy evaluation (search as `agent.search.for_acting_test` says) of every seed.
+def eval_config(
+    config: Config,
+    *,
+    episodes: int,
+    budget: int | None = None,
+    env_params: dict[str, Any] | None = None,
+    **search: Any,
+) -> Config:
+    """`config` set up for evaluation: `episodes` eval envs and, optionally, another test-time
+    budget (0 acts from the prior; None keeps the config's), env params merged over the
+    config's (e.g. unseen levels, or other rules) and other `agent.search` fields
+    (`max_depth`, `uct_depth`, `model`, ...)."""
+    test = dict(search)
+    if budget is not None:
+        test.update(for_acting_test=budget > 0, num_simulations_test=budget or None)
+    env = configlib.replace(config.env, num_eval_envs=episodes)
+    if env_params:
+        env = configlib.replace(env, params={**config.env.params, **env_params})
+    agent = config.agent
+    if test:
+        agent = configlib.replace(agent, search=configlib.replace(agent.search, **test))
+    return configlib.replace(config, env=env, agent=agent)
+
+
+def evaluate_run(
+    run_dir: str,
+    *,
+    episodes: int = 32,
+    seed: int = 12345,
+    budget: int | None = None,
+    env_params: dict[str, Any] | None = None,
+) -> dict:
+    """Greedy evaluation of every seed of a run's latest checkpoint.
+
+    Args:
+      run_dir: the run directory.
+      episodes: episodes (games) per seed.
+      seed: PRNG seed of the evaluation.
+      budget: test-time simulations (0: act from the prior's argmax); None: as the run's
+        `agent.search.for_acting_test` and `num_simulations_test` say.
+      env_params: env params merged over the run's (e.g. Go's `no_pass_before=0` for
+        standard rules, or unseen levels).
 
     Returns:
-      `{"per_seed": [mean return of each seed], "mean": float}`.
+      `{"per_seed": [mean return of each seed], "mean": float}`; in a two-player game the
+      return is the mean outcome against a uniform random legal player (+1 win, -1 loss),
+      and `"win_rate_per_seed"` and `"win_rate"` are added.
     """
     config, _, state = load_run(run_dir)
-    config = configlib.replace(config, env=configlib.replace(config.env, num_eval_envs=episodes))
+    config = eval_config(config, episodes=episodes, budget=budget, env_params=env_params)
     loop = _Loop(config)
     keys = jax.random.split(jax.random.key(seed), config.run.num_seeds)
+    if loop.two_player:
+        outcomes, win_rates = jax.jit(jax.vmap(loop.evaluate_two_player))(state.agent, keys)
+        per_seed = [float(x) for x in np.asarray(outcomes)]
+        win_rate = [float(x) for x in np.asarray(win_rates)]
+        return {
+            "per_seed": per_seed,
+            "mean": float(np.mean(per_seed)),
+            "win_rate_per_seed": win_rate,
+            "win_rate": float(np.mean(win_rate)),
+        }
     returns = jax.jit(jax.vmap(loop.evaluate))(state.agent, keys)
     per_seed = [float(x) for x in np.asarray(returns)]
     return {"per_seed": per_seed, "mean": float(np.mean(per_seed))}

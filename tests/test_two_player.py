@@ -87,3 +87,31 @@ def test_evaluation_reports_win_rates(go_run):
         lambda a, b: np.array_equal(a, b), state.opponent_params, state.agent.params
     )
     assert all(jax.tree.leaves(same))
+
+
+def test_evaluate_run_reports_win_rates_under_other_rules(go_run, tmp_path):
+    """`jaxmb eval` of a Go run: win rates against random, at another budget and with env
+    params over the run's (here a rule the run was not trained with)."""
+    from jaxmb import configlib
+    from jaxmb.checkpoint import Checkpointer
+    from jaxmb.evaluate import eval_config, evaluate_run
+
+    config, _, state, _ = go_run
+    # The trained state as a one-seed run directory (what `train_run` writes).
+    run_dir = tmp_path / "go"
+    configlib.dump_yaml(config, str(run_dir / "config.yaml"))
+    checkpointer = Checkpointer(str(run_dir / "checkpoints"))
+    checkpointer.save(config.num_iterations, jax.tree.map(lambda x: x[None], state))
+    checkpointer.close()
+
+    rules = {"no_pass_before": 100}
+    changed = eval_config(config, episodes=3, budget=0, env_params=rules)
+    assert changed.env.params == rules and changed.env.num_eval_envs == 3
+    assert not changed.agent.search.for_acting_test
+    assert eval_config(config, episodes=3).agent.search == config.agent.search
+    result = evaluate_run(str(run_dir), episodes=3, budget=0, env_params=rules)
+    assert set(result) == {"per_seed", "mean", "win_rate_per_seed", "win_rate"}
+    rate, outcome = result["win_rate_per_seed"][0], result["per_seed"][0]
+    np.testing.assert_allclose(rate * 3, round(rate * 3), atol=1e-6)  # of 3 games
+    # Every game ends within eval_max_steps (no draws): the outcome is wins minus losses.
+    np.testing.assert_allclose(outcome, 2 * rate - 1, atol=1e-6)

@@ -187,19 +187,10 @@ def evaluator(
       env_params: env params for the evaluation envs (e.g. unseen levels), else the config's.
       **search: other `agent.search` fields (`max_depth`, `uct_depth`, `model`, ...).
     """
+    from jaxmb.evaluate import eval_config
     from jaxmb.train import _Loop
 
-    test = {"for_acting_test": budget > 0, "num_simulations_test": budget or None, **search}
-    env = configlib.replace(config.env, num_eval_envs=episodes)
-    if env_params is not None:
-        env = configlib.replace(env, params={**config.env.params, **env_params})
-    cfg = configlib.replace(
-        config,
-        env=env,
-        agent=configlib.replace(
-            config.agent, search=configlib.replace(config.agent.search, **test)
-        ),
-    )
+    cfg = eval_config(config, episodes=episodes, budget=budget, env_params=env_params, **search)
     loop = _Loop(cfg)
     if loop.two_player:
         return jax.jit(jax.vmap(lambda s, k: loop.evaluate_two_player(s, k)[0]))
