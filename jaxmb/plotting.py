@@ -105,8 +105,10 @@ def plot_sweep(
         final_mean = float(np.mean(finals)) if finals else np.nan
         interval = t_interval(finals)
         means.append(final_mean)
-        lows.append(final_mean - interval[0] if interval else 0.0)
-        highs.append(interval[1] - final_mean if interval else 0.0)
+        # max(0, .): seeds that agree give a zero-width interval, which float32 means can put
+        # a rounding error inside the mean, and matplotlib refuses negative error bars.
+        lows.append(max(0.0, final_mean - interval[0]) if interval else 0.0)
+        highs.append(max(0.0, interval[1] - final_mean) if interval else 0.0)
     curves.set_xlabel(xlabel)
     curves.set_ylabel("greedy evaluation return")
     curves.grid(alpha=0.3)

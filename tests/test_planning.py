@@ -4,6 +4,7 @@ valid configs."""
 
 import dataclasses
 import functools
+import os
 
 import gymnasium
 import jax
@@ -146,6 +147,24 @@ def test_variant_table_and_config_checks():
 
 
 # --------------------------------------------------------------------------- experiment
+
+
+def test_plots_take_seeds_that_agree(tmp_path):
+    """Two seeds with the same return: a zero-width interval, which the summary's 3-decimal
+    rounding puts inside the mean (-0.6875 in [-0.688, -0.688]). The Go study's variant plot
+    crashed on it ("'yerr' must not contain negative values")."""
+    from jaxmb.experiments.plots import mean_intervals, planning_plots
+
+    rows = [
+        {"variant": v, "seed": s, "test_budget": 0, "return": r}
+        for v, r in (("learn_data", -0.6875), ("data", 0.5))
+        for s in (0, 1)
+    ]
+    assert mean_intervals(rows, "variant")["learn_data"]["ci95"][1] < -0.6875
+    (tmp_path / "plots").mkdir()
+    paths = planning_plots(str(tmp_path), rows, rows, [], [], {}, title="agreeing seeds")
+    assert set(paths) == {"variants", "test_budget"}
+    assert all(os.path.getsize(p) > 0 for p in paths.values())
 
 
 def test_planning_experiment_switches_tables_plots_and_resume(tmp_path, monkeypatch):

@@ -34,7 +34,9 @@ def _errorbars(stats: list[dict[str, Any]]) -> np.ndarray:
     means = np.array([s["mean"] for s in stats])
     low = np.array([s["mean"] if s["ci95"] is None else s["ci95"][0] for s in stats])
     high = np.array([s["mean"] if s["ci95"] is None else s["ci95"][1] for s in stats])
-    return np.stack([means - low, high - means])
+    # Seeds that agree give a zero-width interval, which the 3-decimal rounding of `ci95` can
+    # put just inside the mean (-0.6875 in [-0.688, -0.688]): matplotlib refuses negative bars.
+    return np.maximum(np.stack([means - low, high - means]), 0.0)
 
 
 def _lines(ax, rows, x_key, line_key, x_values, labels=None) -> None:
