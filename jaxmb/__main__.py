@@ -208,7 +208,8 @@ def _experiment(args: argparse.Namespace) -> int:
         interval = (
             "" if stat["ci95"] is None else " (95% CI {:.1f} to {:.1f})".format(*stat["ci95"])
         )
-        print(f"  {variant:<16} {stat['mean']:8.1f}{interval}")
+        rate = f", win rate {stat['win_rate']:.2f}" if "win_rate" in stat else ""
+        print(f"  {variant:<16} {stat['mean']:8.1f}{interval}{rate}")
     for name, path in summary["plots"].items():
         print(f"  plot {name}: {path}")
     return 0

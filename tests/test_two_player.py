@@ -115,3 +115,27 @@ def test_evaluate_run_reports_win_rates_under_other_rules(go_run, tmp_path):
     np.testing.assert_allclose(rate * 3, round(rate * 3), atol=1e-6)  # of 3 games
     # Every game ends within eval_max_steps (no draws): the outcome is wins minus losses.
     np.testing.assert_allclose(outcome, 2 * rate - 1, atol=1e-6)
+
+
+def test_planning_experiment_reports_win_rates(go_run):
+    """The planning experiment's evaluator on a two-player game: outcomes and win rates per
+    seed, turned into CSV rows with a `win_rate` column and a per-variant mean win rate."""
+    import jax.numpy as jnp
+
+    from jaxmb.experiments.planning import evaluator, result_rows, variant_stats
+
+    config, _, state, _ = go_run
+    states = jax.tree.map(lambda x: jnp.stack([x, x]), state.agent)  # two seeds, one agent
+    keys = jax.random.split(jax.random.key(3), 2)
+    outcomes, rates = evaluator(config, episodes=3, budget=0, win_rates=True)(states, keys)
+    assert outcomes.shape == rates.shape == (2,)
+    np.testing.assert_allclose(rates * 3, np.round(rates * 3), atol=1e-6)  # of 3 games
+    np.testing.assert_allclose(outcomes, 2 * rates - 1, atol=1e-6)  # no draws
+    rows = result_rows((np.asarray(outcomes), np.asarray(rates)), variant="learn", test_budget=0)
+    assert [sorted(r) for r in rows] == [
+        ["return", "seed", "test_budget", "variant", "win_rate"]
+    ] * 2
+    assert variant_stats(rows)["learn"]["win_rate"] == pytest.approx(float(np.mean(rates)))
+    # One-player rows have no win rate.
+    rows = result_rows((np.array([1.0, 2.0]), None), variant="data")
+    assert "win_rate" not in rows[0] and "win_rate" not in variant_stats(rows)["data"]

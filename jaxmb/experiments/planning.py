@@ -22,6 +22,9 @@
    `train_budgets.csv`, `depths.csv`, `summary.json` and plots: `plots/variants.png`
    (mean and 95% t interval over seeds), `plots/test_budget.png`, `plots/train_budget.png`,
    `plots/depth.png` and `plots/learning_curves.png`.
+   In a two-player game (`pgx:go_9x9`) an episode is a game against a uniform random legal
+   player: `return` is the mean outcome (+1 win, -1 loss, 0 unfinished), every CSV row also
+   has the seed's `win_rate`, and `summary.json` gives each variant's mean win rate.
 """
 
 from __future__ import annotations
@@ -176,15 +179,21 @@ def evaluator(
     episodes: int,
     budget: int,
     env_params: dict[str, Any] | None = None,
+    win_rates: bool = False,
     **search: Any,
 ):
     """`jit(vmap(evaluate))(agent_states [S], keys [S]) -> returns [S]` at one test setting.
+
+    For a two-player game the return is the mean outcome against a uniform random legal
+    player (+1 win, -1 loss, 0 unfinished); with `win_rates` the function returns
+    `(outcomes [S], win_rates [S])` instead.
 
     Args:
       config: the trained agents' config (network shapes must match theirs).
       episodes: greedy episodes per seed.
       budget: simulations at test time; 0 acts from the prior.
       env_params: env params for the evaluation envs (e.g. unseen levels), else the config's.
+      win_rates: for a two-player game, also return the win rates (ignored otherwise).
       **search: other `agent.search` fields (`max_depth`, `uct_depth`, `model`, ...).
     """
     from jaxmb.evaluate import eval_config
@@ -193,8 +202,37 @@ def evaluator(
     cfg = eval_config(config, episodes=episodes, budget=budget, env_params=env_params, **search)
     loop = _Loop(cfg)
     if loop.two_player:
+        if win_rates:
+            return jax.jit(jax.vmap(loop.evaluate_two_player))
         return jax.jit(jax.vmap(lambda s, k: loop.evaluate_two_player(s, k)[0]))
     return jax.jit(jax.vmap(loop.evaluate))
+
+
+OUTCOME_LABEL = "mean outcome vs random (+1 win, -1 loss)"
+
+
+def result_rows(evaluated, **fields: Any) -> list[dict[str, Any]]:
+    """CSV rows, one per seed, from `(returns [S], win_rates [S] or None)`: `fields`, then
+    `seed`, `return` and, for a two-player game, `win_rate`."""
+    returns, win_rates = evaluated
+    rows = []
+    for seed, value in enumerate(returns):
+        row = {**fields, "seed": seed, "return": float(value)}
+        if win_rates is not None:
+            row["win_rate"] = float(win_rates[seed])
+        rows.append(row)
+    return rows
+
+
+def variant_stats(variant_rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant: the mean return, its 95% t interval over seeds and the seed count, and
+    for a two-player game the mean of the seeds' win rates against the random player."""
+    stats = plots.mean_intervals(variant_rows, "variant")
+    for name, stat in stats.items():
+        rates = [r["win_rate"] for r in variant_rows if r["variant"] == name and "win_rate" in r]
+        if rates:
+            stat["win_rate"] = float(np.mean(rates))
+    return stats
 
 
 def write_csv(path: str, rows: list[dict[str, Any]]) -> None:
@@ -264,13 +302,18 @@ def run_planning(
     keys = jax.random.split(jax.random.key(base.run.seed + 7919), spec.seeds)
     cache: dict[tuple, Any] = {}
 
-    def evaluate(states, budget: int, **search: Any) -> np.ndarray:
+    def evaluate(states, budget: int, **search: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per seed: the mean return (a two-player game's mean outcome) and, for a
+        two-player game, the win rate against the random player (else None)."""
         setting = (budget, *sorted(search.items()))
         if setting not in cache:
             cache[setting] = evaluator(
-                eval_config, episodes=spec.eval_episodes, budget=budget, **search
+                eval_config, episodes=spec.eval_episodes, budget=budget, win_rates=True, **search
             )
-        return np.asarray(cache[setting](states, keys), np.float64)
+        result = cache[setting](states, keys)
+        if isinstance(result, tuple):
+            return np.asarray(result[0], np.float64), np.asarray(result[1], np.float64)
+        return np.asarray(result, np.float64), None
 
     own_budget = eval_config.agent.search.simulations_test
     variant_rows, budget_rows, depth_rows, train_rows = [], [], [], []
@@ -280,43 +323,29 @@ def run_planning(
         own = own_budget if SWITCHES[variant][2] else 0
         if own not in by_budget:
             by_budget[own] = evaluate(states, own)
-        for seed, value in enumerate(by_budget[own]):
-            variant_rows.append(
-                {
-                    "variant": variant,
-                    "label": LABELS[variant],
-                    "seed": seed,
-                    "test_budget": own,
-                    "return": value,
-                }  # fmt: skip
-            )
+        variant_rows += result_rows(
+            by_budget[own], variant=variant, label=LABELS[variant], test_budget=own
+        )
         for budget in spec.test_budgets:
-            for seed, value in enumerate(by_budget[budget]):
-                budget_rows.append(
-                    {"variant": variant, "test_budget": budget, "seed": seed, "return": value}
-                )
+            budget_rows += result_rows(by_budget[budget], variant=variant, test_budget=budget)
         for kind, depths in (("max_depth", spec.max_depths), ("uct_depth", spec.uct_depths)):
             for depth in depths:
-                values = evaluate(states, spec.depth_budget, **{kind: depth})
-                for seed, value in enumerate(values):
-                    depth_rows.append(
-                        {
-                            "variant": variant,
-                            "kind": kind,
-                            "depth": _none(depth),
-                            "budget": spec.depth_budget,
-                            "seed": seed,
-                            "return": value,
-                        }  # fmt: skip
-                    )
+                depth_rows += result_rows(
+                    evaluate(states, spec.depth_budget, **{kind: depth}),
+                    variant=variant,
+                    kind=kind,
+                    depth=_none(depth),
+                    budget=spec.depth_budget,
+                )
     for budget in spec.train_budgets:
         states, _ = trained[f"train_budget_{budget}"]
-        for test, values in (("search", evaluate(states, budget)), ("prior", evaluate(states, 0))):
-            for seed, value in enumerate(values):
-                train_rows.append(
-                    {"train_budget": budget, "test": test, "seed": seed, "return": value}
-                )
+        for test, evaluated in (
+            ("search", evaluate(states, budget)),
+            ("prior", evaluate(states, 0)),
+        ):
+            train_rows += result_rows(evaluated, train_budget=budget, test=test)
 
+    two_player = bool(variant_rows) and "win_rate" in variant_rows[0]
     files = {}
     for file, rows in (
         ("variants.csv", variant_rows),
@@ -337,11 +366,12 @@ def run_planning(
         {v: trained[v][1] for v in dict.fromkeys(by_training.values())},
         title=title,
         xlabel=steps_label(base),
+        ylabel=OUTCOME_LABEL if two_player else "greedy episode return",
     )
     summary = {
         "env_id": base.env.id,
         "seeds": spec.seeds,
-        "variants": plots.mean_intervals(variant_rows, "variant"),
+        "variants": variant_stats(variant_rows),
         "files": files,
         "plots": pictures,
         "seconds": round(time.perf_counter() - start, 1),

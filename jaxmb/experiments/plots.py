@@ -39,7 +39,7 @@ def _errorbars(stats: list[dict[str, Any]]) -> np.ndarray:
     return np.maximum(np.stack([means - low, high - means]), 0.0)
 
 
-def _lines(ax, rows, x_key, line_key, x_values, labels=None) -> None:
+def _lines(ax, rows, x_key, line_key, x_values, labels=None, ylabel="greedy episode return"):
     """One line per `line_key` value: mean return against `x_key`, interval shaded."""
     stats = mean_intervals(rows, line_key, x_key)
     for line in dict.fromkeys(r[line_key] for r in rows):
@@ -53,7 +53,7 @@ def _lines(ax, rows, x_key, line_key, x_values, labels=None) -> None:
         ax.fill_between(xs, means - err[0], means + err[1], alpha=0.15)
     ax.set_xticks(range(len(x_values)), [str(x) for x in x_values])
     ax.grid(alpha=0.3)
-    ax.set_ylabel("greedy episode return")
+    ax.set_ylabel(ylabel)
 
 
 def planning_plots(
@@ -66,9 +66,11 @@ def planning_plots(
     *,
     title: str,
     xlabel: str = "environment steps",
+    ylabel: str = "greedy episode return",
 ) -> dict[str, str]:
     """Writes the planning experiment's PNGs under `out/plots/`; returns name -> path.
-    `xlabel` says what the learning curves' `env_steps` count (`plotting.steps_label`)."""
+    `xlabel` says what the learning curves' `env_steps` count (`plotting.steps_label`),
+    `ylabel` what a return is (a two-player game's mean outcome against random)."""
     paths = {}
     path = os.path.join(out, "plots", "variants.png")
     stats = mean_intervals(variant_rows, "variant")
@@ -85,7 +87,7 @@ def planning_plots(
         values = [float(r["return"]) for r in variant_rows if r["variant"] == name]
         ax.scatter([i] * len(values), values, color="black", s=12, zorder=3)
     ax.set_xticks(range(len(names)), [LABELS.get(n, n) for n in names], rotation=15)
-    ax.set_ylabel("greedy return: mean, 95% CI, seeds")
+    ax.set_ylabel(f"{ylabel}: mean, 95% CI, seeds", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     paths["variants"] = _save(fig, path, f"Where search is used: {title}")
 
@@ -93,7 +95,7 @@ def planning_plots(
         path = os.path.join(out, "plots", "test_budget.png")
         budgets = sorted({r["test_budget"] for r in budget_rows})
         fig, ax = plt.subplots(figsize=(7, 4))
-        _lines(ax, budget_rows, "test_budget", "variant", budgets, LABELS)
+        _lines(ax, budget_rows, "test_budget", "variant", budgets, LABELS, ylabel)
         ax.set_xlabel("simulations at test time (0: policy prior)")
         ax.legend(fontsize=8)
         paths["test_budget"] = _save(fig, path, f"Test-time search budget: {title}")
@@ -102,7 +104,7 @@ def planning_plots(
         path = os.path.join(out, "plots", "train_budget.png")
         budgets = sorted({r["train_budget"] for r in train_rows})
         fig, ax = plt.subplots(figsize=(7, 4))
-        _lines(ax, train_rows, "train_budget", "test", budgets)
+        _lines(ax, train_rows, "train_budget", "test", budgets, ylabel=ylabel)
         ax.set_xlabel("simulations while training (Learn+Data+Eval)")
         ax.legend(title="acting at test", fontsize=8)
         paths["train_budget"] = _save(fig, path, f"Train-time search budget: {title}")
@@ -114,7 +116,7 @@ def planning_plots(
         for ax, kind in zip(axes[0], kinds, strict=True):
             rows = [r for r in depth_rows if r["kind"] == kind]
             depths = list(dict.fromkeys(r["depth"] for r in rows))
-            _lines(ax, rows, "depth", "variant", depths, LABELS)
+            _lines(ax, rows, "depth", "variant", depths, LABELS, ylabel)
             what = "tree depth limit" if kind == "max_depth" else "D_UCT (prior below)"
             ax.set_xlabel(f"{what}, {rows[0]['budget']} simulations")
             ax.legend(fontsize=8)
@@ -133,7 +135,7 @@ def planning_plots(
                 half = 1.96 * values[:, ok].std(axis=0, ddof=1) / np.sqrt(values.shape[0])
                 ax.fill_between(steps[ok], mean - half, mean + half, alpha=0.15)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("greedy eval return (own test setting)")
+        ax.set_ylabel(f"{ylabel} (own test setting)", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         paths["learning_curves"] = _save(fig, path, f"Learning curves: {title}")
