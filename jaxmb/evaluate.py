@@ -54,6 +54,39 @@ def eval_config(
     return configlib.replace(config, env=env, agent=agent)
 
 
+def evaluator(
+    config: Config,
+    *,
+    episodes: int,
+    budget: int | None = None,
+    env_params: dict[str, Any] | None = None,
+    win_rates: bool = False,
+    **search: Any,
+):
+    """`jit(vmap(evaluate))(agent_states [S], keys [S]) -> returns [S]` at one test setting
+    (`eval_config`'s). Used by `evaluate_run` and the planning experiments.
+
+    For a two-player game the return is the mean outcome against a uniform random legal
+    player (+1 win, -1 loss, 0 unfinished); with `win_rates` the function returns
+    `(outcomes [S], win_rates [S])` instead.
+
+    Args:
+      config: the trained agents' config (network shapes must match theirs).
+      episodes: greedy episodes per seed.
+      budget: simulations at test time; 0 acts from the prior; None keeps the config's.
+      env_params: env params for the evaluation envs (e.g. unseen levels), else the config's.
+      win_rates: for a two-player game, also return the win rates (ignored otherwise).
+      **search: other `agent.search` fields (`max_depth`, `uct_depth`, `model`, ...).
+    """
+    cfg = eval_config(config, episodes=episodes, budget=budget, env_params=env_params, **search)
+    loop = _Loop(cfg)
+    if loop.two_player:
+        if win_rates:
+            return jax.jit(jax.vmap(loop.evaluate_two_player))
+        return jax.jit(jax.vmap(lambda s, k: loop.evaluate_two_player(s, k)[0]))
+    return jax.jit(jax.vmap(loop.evaluate))
+
+
 def evaluate_run(
     run_dir: str,
     *,
@@ -79,19 +112,15 @@ def evaluate_run(
       and `"win_rate_per_seed"` and `"win_rate"` are added.
     """
     config, _, state = load_run(run_dir)
-    config = eval_config(config, episodes=episodes, budget=budget, env_params=env_params)
-    loop = _Loop(config)
+    evaluate = evaluator(
+        config, episodes=episodes, budget=budget, env_params=env_params, win_rates=True
+    )
     keys = jax.random.split(jax.random.key(seed), config.run.num_seeds)
-    if loop.two_player:
-        outcomes, win_rates = jax.jit(jax.vmap(loop.evaluate_two_player))(state.agent, keys)
-        per_seed = [float(x) for x in np.asarray(outcomes)]
-        win_rate = [float(x) for x in np.asarray(win_rates)]
-        return {
-            "per_seed": per_seed,
-            "mean": float(np.mean(per_seed)),
-            "win_rate_per_seed": win_rate,
-            "win_rate": float(np.mean(win_rate)),
-        }
-    returns = jax.jit(jax.vmap(loop.evaluate))(state.agent, keys)
+    result = evaluate(state.agent, keys)
+    returns = result[0] if isinstance(result, tuple) else result
     per_seed = [float(x) for x in np.asarray(returns)]
-    return {"per_seed": per_seed, "mean": float(np.mean(per_seed))}
+    summary = {"per_seed": per_seed, "mean": float(np.mean(per_seed))}
+    if isinstance(result, tuple):  # a two-player game
+        win_rate = [float(x) for x in np.asarray(result[1])]
+        summary.update(win_rate_per_seed=win_rate, win_rate=float(np.mean(win_rate)))
+    return summary

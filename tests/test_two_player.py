@@ -122,7 +122,8 @@ def test_planning_experiment_reports_win_rates(go_run):
     seed, turned into CSV rows with a `win_rate` column and a per-variant mean win rate."""
     import jax.numpy as jnp
 
-    from jaxmb.experiments.planning import evaluator, result_rows, variant_stats
+    from jaxmb.evaluate import evaluator
+    from jaxmb.experiments.planning import result_rows, variant_stats
 
     config, _, state, _ = go_run
     states = jax.tree.map(lambda x: jnp.stack([x, x]), state.agent)  # two seeds, one agent

@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from jaxmb.config import ConfigError
+from jaxmb.evaluate import evaluator
 from jaxmb.experiments import planning, plots
 from jaxmb.plotting import _save, plt
 
@@ -112,7 +113,7 @@ def run_generalisation(
             for budget in spec.test_budgets:
                 if model == "env" and budget == 0:
                     continue  # no search: the model is not used
-                evaluate = planning.evaluator(
+                evaluate = evaluator(
                     config,
                     episodes=spec.eval_episodes,
                     budget=budget,

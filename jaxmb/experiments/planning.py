@@ -173,41 +173,6 @@ def train_or_load(config: Config, run_dir: str, quiet: bool):
     return result.final_state.agent, result.metrics
 
 
-def evaluator(
-    config: Config,
-    *,
-    episodes: int,
-    budget: int,
-    env_params: dict[str, Any] | None = None,
-    win_rates: bool = False,
-    **search: Any,
-):
-    """`jit(vmap(evaluate))(agent_states [S], keys [S]) -> returns [S]` at one test setting.
-
-    For a two-player game the return is the mean outcome against a uniform random legal
-    player (+1 win, -1 loss, 0 unfinished); with `win_rates` the function returns
-    `(outcomes [S], win_rates [S])` instead.
-
-    Args:
-      config: the trained agents' config (network shapes must match theirs).
-      episodes: greedy episodes per seed.
-      budget: simulations at test time; 0 acts from the prior.
-      env_params: env params for the evaluation envs (e.g. unseen levels), else the config's.
-      win_rates: for a two-player game, also return the win rates (ignored otherwise).
-      **search: other `agent.search` fields (`max_depth`, `uct_depth`, `model`, ...).
-    """
-    from jaxmb.evaluate import eval_config
-    from jaxmb.train import _Loop
-
-    cfg = eval_config(config, episodes=episodes, budget=budget, env_params=env_params, **search)
-    loop = _Loop(cfg)
-    if loop.two_player:
-        if win_rates:
-            return jax.jit(jax.vmap(loop.evaluate_two_player))
-        return jax.jit(jax.vmap(lambda s, k: loop.evaluate_two_player(s, k)[0]))
-    return jax.jit(jax.vmap(loop.evaluate))
-
-
 OUTCOME_LABEL = "mean outcome vs random (+1 win, -1 loss)"
 
 
@@ -301,6 +266,7 @@ def run_planning(
     eval_config = variant_config(spec, "learn_data_eval", seeds)
     keys = jax.random.split(jax.random.key(base.run.seed + 7919), spec.seeds)
     cache: dict[tuple, Any] = {}
+    from jaxmb.evaluate import evaluator
 
     def evaluate(states, budget: int, **search: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """Per seed: the mean return (a two-player game's mean outcome) and, for a
