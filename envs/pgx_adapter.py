@@ -36,6 +36,9 @@ Two-player use (search and targets are the caller's job): at each step the value
 the opponent's, so a return from the mover's view is `r_t - discount * V(s_{t+1})`, which
 is mctx's two-player convention of a discount of -1 in the recurrent function.
 
+- **Symmetries.** `symmetries` is the board's 8 rotations and reflections
+  (`jaxmb.envs.symmetry.BoardSymmetries`), for `replay.augment_symmetries`.
+
 - **An optional early-pass rule** (`GoParams.no_pass_before`, default 0: standard rules).
   With N > 0, passing is illegal while fewer than N moves have been played, unless no other
   move is legal. The adapter writes this into the state's `legal_action_mask`, so
@@ -65,6 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmb.envs import core
+from jaxmb.envs.symmetry import BoardSymmetries
 
 PGX_ENV_NAMES: tuple[str, ...] = ("go_9x9",)
 """pgx names (without the `pgx:` prefix) this adapter builds."""
@@ -115,6 +119,7 @@ class PgxGoEnv:
             0.0, 1.0, tuple(example.observation.shape), np.float32
         )
         self.action_space = gymnasium.spaces.Discrete(size * size + 1, dtype=np.int32)
+        self._symmetries = BoardSymmetries(size, size * size + 1)
 
     def __repr__(self) -> str:
         return f"PgxGoEnv({self.id!r}, {self._params})"
@@ -132,6 +137,13 @@ class PgxGoEnv:
     @property
     def num_players(self) -> int:
         return 2
+
+    @property
+    def symmetries(self) -> BoardSymmetries:
+        """The board's 8 rotations and reflections (pass unchanged). Go's rules, komi and
+        Tromp-Taylor scoring are the same under each, and pgx's observation planes are
+        board-shaped, so `replay.augment_symmetries` may use them."""
+        return self._symmetries
 
     def default_params(self) -> GoParams:
         """The `GoParams` this env was built with."""

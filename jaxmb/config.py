@@ -339,6 +339,12 @@ class ReplayConfig:
     importance_exponent: float = field(
         1.0, low=0.0, help="beta of the importance weights", static=False
     )
+    augment_symmetries: bool = field(
+        False,
+        help="apply a random symmetry of the env (its `symmetries`: Go's 8 board rotations "
+        "and reflections) to each sampled window's observations, actions, policies and legal "
+        "masks, as AlphaGo Zero augmented its training data",
+    )
 
 
 @_frozen

@@ -192,6 +192,15 @@ class _Loop:
         #: What the NaN guard checks, in the bit order of `TrainState.nan_terms`.
         self.guarded_terms = (*(t for t, w in weights.items() if w), "grad_norm")
         self.two_player = getattr(self.env, "num_players", 1) == 2
+        self.symmetries = None
+        if config.replay.augment_symmetries:
+            self.symmetries = getattr(self.env, "symmetries", None)
+            if self.symmetries is None:
+                raise ConfigError(
+                    f"{config.env.id} has no symmetries to augment with (an env offers them "
+                    "as its `symmetries`, as pgx:go_9x9 does)",
+                    "replay.augment_symmetries",
+                )
         self._shape_cache: dict[str, Any] = {}  # see `_cached_shapes`
         # `iteration` and `learn` are traced twice in a program: for their shapes (the
         # history's metrics, the skip branch's NaN metrics) and for real. As nested jits, the
@@ -341,7 +350,11 @@ class _Loop:
                 priority_exponent=cfg.priority_exponent,
                 importance_exponent=cfg.importance_exponent,
             )
-            batch = dict(sample.data, weight=sample.weight)
+            data = sample.data
+            if self.symmetries is not None:
+                update_key, augment_key = jax.random.split(update_key)
+                data = replay_lib.apply_symmetries(data, self.symmetries, augment_key)
+            batch = dict(data, weight=sample.weight)
             new_state, metrics = self.agent.update(agent_state, batch, update_key)
             priority = metrics.pop("priority")
             values = [metrics["grad_norm" if n == "grad_norm" else f"loss/{n}"] for n in names]

@@ -21,6 +21,7 @@ GO_TINY = [
     "agent.network.conv_channels=4",
     "agent.network.num_res_blocks=0",
     "agent.loss.discount=1.0",
+    "replay.augment_symmetries=true",  # the run trains on windows under the board's symmetries
 ]
 
 
@@ -140,3 +141,60 @@ def test_planning_experiment_reports_win_rates(go_run):
     # One-player rows have no win rate.
     rows = result_rows((np.array([1.0, 2.0]), None), variant="data")
     assert "win_rate" not in rows[0] and "win_rate" not in variant_stats(rows)["data"]
+
+
+def test_symmetry_augmentation_moves_whole_windows(go_run):
+    """`replay.apply_symmetries` on windows of the run's self-play: each window's
+    observations, actions, policies and legal masks are moved by one transform, the rest is
+    unchanged, and the transforms vary between windows."""
+    from jaxmb import replay as replay_lib
+
+    _, train, state, _ = go_run
+    sym = train.loop.symmetries
+    assert sym is train.loop.env.symmetries and sym.num == 8
+    sample = replay_lib.sample(state.replay, jax.random.key(1), 64, 3)
+    data = jax.tree.map(np.asarray, sample.data)
+    moved = jax.tree.map(
+        np.asarray, replay_lib.apply_symmetries(sample.data, sym, jax.random.key(2))
+    )
+    assert set(moved) == set(data)
+    for name in set(data) - set(replay_lib.SYMMETRIC_KEYS):
+        np.testing.assert_array_equal(moved[name], data[name])
+    identity = 0
+    for b in range(64):
+        window = {name: data[name][b] for name in replay_lib.SYMMETRIC_KEYS}
+        transformed = [
+            {
+                "obs": sym.obs(window["obs"], g),
+                "action": sym.actions(window["action"], g),
+                "policy": sym.action_values(window["policy"], g),
+                "action_mask": sym.action_values(window["action_mask"], g),
+            }
+            for g in range(sym.num)
+        ]
+        same = [all(np.array_equal(t[name], moved[name][b]) for name in t) for t in transformed]
+        assert any(same), f"window {b} is not one transform of its original"
+        identity += same[0]
+    assert identity < 32, f"{identity} of 64 windows left as they were"
+
+
+def test_symmetry_augmentation_reaches_the_updates(go_run):
+    """The same SGD updates, on the same replay with the same key, differ with and without
+    augmentation: the training loop applies it."""
+    config, train, state, _ = go_run
+    guard = (np.zeros((), bool), np.zeros((), np.int32), np.zeros((), np.int32))
+    plain = make_train(config_lib.load(None, [*GO_TINY, "replay.augment_symmetries=false"]))
+    assert plain.loop.symmetries is None
+    key = jax.random.key(5)
+    augmented = train.loop.learn(state.agent, state.replay, key, guard)[2]
+    unaugmented = plain.loop.learn(state.agent, state.replay, key, guard)[2]
+    assert np.isfinite(augmented["loss"]) and np.isfinite(unaugmented["loss"])
+    assert not np.isclose(augmented["loss"], unaugmented["loss"])
+
+
+def test_symmetry_augmentation_needs_an_env_with_symmetries():
+    from jaxmb.config import ConfigError
+
+    with pytest.raises(ConfigError, match="replay.augment_symmetries") as err:
+        make_train(config_lib.load(None, [*TINY, "replay.augment_symmetries=true"]))
+    assert "has no symmetries" in str(err.value)
