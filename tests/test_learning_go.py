@@ -32,10 +32,10 @@ OVERRIDES = [
 ]
 
 
-# `make test-all`, not `make test`: about 8 minutes of CPU on 2 cores (6 of training, 1 of
-# compiling, 1 of evaluation), and the default run must stay under 15 minutes there. The
-# default run checks Go self-play, its sign flips, the symmetries and the evaluation on tiny
-# configs (tests/test_two_player.py, tests/envs/test_symmetry.py).
+# `make test-all`, not `make test`: 515 s alone on 2 cores (training, compiling and 256
+# evaluation games), and the default run must stay under 15 minutes there. The default run
+# checks Go self-play, its sign flips, the symmetries and the evaluation on tiny configs
+# (tests/test_two_player.py, tests/envs/test_symmetry.py).
 @pytest.mark.heavy
 @pytest.mark.slow
 def test_muzero_beats_random_at_go():
