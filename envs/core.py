@@ -34,6 +34,10 @@ class Env(Protocol):
         observation_space: space of one (unbatched) observation.
         action_space: space of one (unbatched) action.
         id: the registry id with its source prefix, e.g. `"gymnax:CartPole-v1"`.
+
+    Optional members, looked up with `getattr` where used: `num_players` and `to_play(state)`
+    for two-player games, and `symmetries` (`jaxmb.envs.symmetry`) for
+    `replay.augment_symmetries`.
     """
 
     observation_space: gymnasium.spaces.Space
