@@ -54,9 +54,7 @@ class BoardSymmetries:
         source = np.concatenate(
             [point_source, np.broadcast_to(extra, (self.num, extra.size))], axis=1
         )
-        image = np.empty_like(source)  # image[g, a]: where action a goes under g
-        for g in range(self.num):
-            image[g, source[g]] = np.arange(num_actions)
+        image = np.argsort(source, axis=1)  # image[g, a]: where action a goes under g
         self._point_source = point_source.astype(np.int32)
         self._action_source = source.astype(np.int32)
         self._action_image = image.astype(np.int32)

@@ -138,25 +138,26 @@ def sample(
     return Sample(_gather(state, env_index, start_slot, window), env_index, start_slot, weight)
 
 
-SYMMETRIC_KEYS = ("obs", "action", "policy", "action_mask")
-"""The step fields a symmetry transforms (the others, rewards and values, are invariant)."""
+SYMMETRIC_KEYS = {
+    "obs": "obs",
+    "action": "actions",
+    "policy": "action_values",
+    "action_mask": "action_values",
+}
+"""The step fields a symmetry transforms, each with the `symmetries` method that moves it (the
+other fields, rewards and values, are invariant)."""
 
 
 def apply_symmetries(data: dict, symmetries: Any, key: chex.PRNGKey) -> dict:
     """Windows `data` (leaves `[B, L, ...]`) each under one random transform of `symmetries`
-    (`jaxmb.envs.symmetry`): observations, actions, policies and legal masks of a window are
-    moved by the same transform, so a window stays a consistent trajectory."""
+    (`jaxmb.envs.symmetry`): the `SYMMETRIC_KEYS` fields of a window are moved by the same
+    transform, so a window stays a consistent trajectory."""
     batch_size = data["action"].shape[0]
     g = jax.random.randint(key, (batch_size,), 0, symmetries.num)
 
     def one(window, g):
-        return {
-            **window,
-            "obs": symmetries.obs(window["obs"], g),
-            "action": symmetries.actions(window["action"], g),
-            "policy": symmetries.action_values(window["policy"], g),
-            "action_mask": symmetries.action_values(window["action_mask"], g),
-        }
+        moved = {k: getattr(symmetries, m)(window[k], g) for k, m in SYMMETRIC_KEYS.items()}
+        return {**window, **moved}
 
     return jax.vmap(one)(data, g)
 
