@@ -9,6 +9,8 @@ matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxmb.stats import t_interval  # noqa: E402
+
 
 def _save(fig, path: str, title: str) -> str:
     if title:
@@ -83,8 +85,6 @@ def plot_sweep(
       title: figure title.
       xlabel: what `metrics["env_steps"]` counts (`steps_label(config)`).
     """
-    from jaxmb.sweeps import t_interval
-
     steps = metrics["env_steps"][0]
     evals = metrics["eval/episode_return"]
     evaluated = np.isfinite(evals).any(axis=0)

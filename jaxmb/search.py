@@ -1,17 +1,15 @@
 """A thin layer over mctx: the learned model as an `mctx.RecurrentFn`, and the policy call.
 
 Nothing sits between search and the model but mctx's own types: `make_recurrent_fn` turns the
-network into a `RecurrentFn` whose embedding is the latent state, and `run_search` calls
-`mctx.muzero_policy` or `mctx.gumbel_muzero_policy` with the config's settings.
+network into a `RecurrentFn` whose embedding is the latent state, and `run_search` turns the
+config into the settings of `search_variants.run_policy`, the one place that picks the policy
+(`mctx.muzero_policy`, `mctx.gumbel_muzero_policy`, or their prior-following variants when
+`uct_depth` is set).
 
 Invalid actions. mctx masks invalid actions at the root only (mctx issues #29, #54). Inside the
 tree, a recurrent fn may mark actions invalid by giving them the logit `MASKED_LOGIT`
-(`mask_logits`). Their prior probability is then exactly 0 and:
-- PUCT (muzero): `masked_qtransform` also gives them a value score of -inf, so they are never
-  selected;
-- Gumbel: interior selection maximises `pi'(a) - N(a) / (1 + sum N)`; a masked action scores 0
-  while the valid actions' scores sum to `1 / (1 + sum N) > 0`, so one of them always scores
-  more than 0 and a masked action is never selected.
+(`mask_logits`); `jaxmb.search_masks` holds both and says why a masked action is never
+selected, by PUCT (`masked_qtransform`) or by Gumbel. They are re-exported here.
 
 Terminal states. The model's termination head marks a transition terminal when its probability
 exceeds `terminal_threshold`; the recurrent fn then returns discount 0, so nothing below that
@@ -28,26 +26,21 @@ import jax
 import jax.numpy as jnp
 import mctx
 
+from jaxmb import search_variants
 from jaxmb.config import SearchConfig
 from jaxmb.distributions import Support
 from jaxmb.networks import MuZeroNetwork
+from jaxmb.search_masks import MASKED_LOGIT, mask_logits, masked_qtransform
 
-#: Logit given to invalid actions. Finite, so softmax and logsumexp stay NaN-free.
-MASKED_LOGIT = -1e9
-
-
-def mask_logits(logits: jax.Array, invalid_actions: jax.Array | None) -> jax.Array:
-    """Sets the logits of invalid actions (`True` in `invalid_actions`) to `MASKED_LOGIT`."""
-    if invalid_actions is None:
-        return logits
-    return jnp.where(invalid_actions, MASKED_LOGIT, logits)
-
-
-def masked_qtransform(tree: mctx.Tree, node_index: chex.Numeric, **kwargs) -> chex.Array:
-    """mctx's `qtransform_by_parent_and_siblings`, with -inf for children masked by the prior."""
-    qvalues = mctx.qtransform_by_parent_and_siblings(tree, node_index, **kwargs)
-    masked = tree.children_prior_logits[node_index] <= MASKED_LOGIT / 2
-    return jnp.where(masked, -jnp.inf, qvalues)
+__all__ = [
+    "MASKED_LOGIT",
+    "make_recurrent_fn",
+    "mask_logits",
+    "masked_qtransform",
+    "num_simulations_run",
+    "root_value",
+    "run_search",
+]
 
 
 def make_recurrent_fn(
@@ -122,51 +115,33 @@ def run_search(
     """
     root = root.replace(prior_logits=mask_logits(root.prior_logits, invalid_actions))
     if config.algorithm == "muzero":
-        kwargs = dict(
-            qtransform=masked_qtransform,
-            dirichlet_fraction=0.0 if greedy else config.dirichlet_fraction,
-            dirichlet_alpha=config.dirichlet_alpha,
-            pb_c_init=config.pb_c_init,
-            pb_c_base=config.pb_c_base,
-            temperature=0.0 if greedy else config.temperature,
-        )
-        policy = mctx.muzero_policy
+        qtransform = masked_qtransform
     else:
-        kwargs = dict(
-            qtransform=functools.partial(
-                mctx.qtransform_completed_by_mix_value,
-                value_scale=config.value_scale,
-                maxvisit_init=config.maxvisit_init,
-            ),
-            max_num_considered_actions=config.max_num_considered_actions,
-            gumbel_scale=0.0 if greedy else config.gumbel_scale,
+        qtransform = functools.partial(
+            mctx.qtransform_completed_by_mix_value,
+            value_scale=config.value_scale,
+            maxvisit_init=config.maxvisit_init,
         )
-        policy = mctx.gumbel_muzero_policy
-    if config.uct_depth is not None:
-        # D_UCT: below that depth interior nodes follow the prior (search_variants).
-        from jaxmb import search_variants
-
-        return search_variants.run_policy(
-            params,
-            rng_key,
-            root,
-            recurrent_fn,
-            algorithm=config.algorithm,
-            num_simulations=num_simulations,
-            uct_depth=config.uct_depth,
-            invalid_actions=invalid_actions,
-            max_depth=config.max_depth,
-            **kwargs,
-        )
-    return policy(
+    # run_policy alone picks the policy (algorithm x uct_depth) and reads only the settings of
+    # the chosen algorithm.
+    return search_variants.run_policy(
         params,
         rng_key,
         root,
         recurrent_fn,
-        num_simulations,
+        algorithm=config.algorithm,
+        num_simulations=num_simulations,
+        uct_depth=config.uct_depth,
         invalid_actions=invalid_actions,
         max_depth=config.max_depth,
-        **kwargs,
+        qtransform=qtransform,
+        dirichlet_fraction=0.0 if greedy else config.dirichlet_fraction,
+        dirichlet_alpha=config.dirichlet_alpha,
+        pb_c_init=config.pb_c_init,
+        pb_c_base=config.pb_c_base,
+        temperature=0.0 if greedy else config.temperature,
+        max_num_considered_actions=config.max_num_considered_actions,
+        gumbel_scale=0.0 if greedy else config.gumbel_scale,
     )
 
 

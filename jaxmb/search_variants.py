@@ -35,7 +35,11 @@ come from the networks. Terminated transitions get discount 0; truncated ones (a
 fold the value of the final observation into the reward and also get discount 0, since the env
 has already reset and anything below that node belongs to another episode.
 
-Invalid actions inside the tree get the logit `jaxmb.search.MASKED_LOGIT` as everywhere else.
+Invalid actions inside the tree get the logit `jaxmb.search_masks.MASKED_LOGIT` as everywhere
+else.
+
+Layering: `jaxmb.search` (the config-facing call) imports this module, and this module imports
+only `jaxmb.search_masks` from jaxmb; neither imports the other back.
 """
 
 from __future__ import annotations
@@ -48,11 +52,14 @@ import chex
 import jax
 import jax.numpy as jnp
 import mctx
+
+# Private to mctx: the uct_depth policies below mirror mctx's own step for step. pyproject.toml
+# pins mctx for them and tests/test_mctx_private.py fails, saying what moved, if they change.
 from mctx._src import action_selection as mctx_action_selection
 from mctx._src import policies as mctx_policies
 from mctx._src import seq_halving as mctx_seq_halving
 
-from jaxmb.search import mask_logits
+from jaxmb.search_masks import mask_logits
 
 #: `(params, observation [B, ...]) -> (prior_logits [B, A], value [B])`.
 PredictFn = Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
@@ -142,9 +149,11 @@ def run_policy(
 ) -> mctx.PolicyOutput:
     """`mctx.muzero_policy` or `mctx.gumbel_muzero_policy`, optionally prior-following deep down.
 
-    With `uct_depth=None` this calls the mctx policy unchanged. Otherwise it runs the same policy
-    with the interior selection wrapped by `depth_limited_interior_selection`; the root rule,
-    root noise, acting rule and `action_weights` are mctx's.
+    The one place that picks the policy from `algorithm` x `uct_depth`; `jaxmb.search.run_search`
+    and every other caller go through it. With `uct_depth=None` this calls the mctx policy
+    unchanged. Otherwise it runs the same policy with the interior selection wrapped by
+    `depth_limited_interior_selection`; the root rule, root noise, acting rule and
+    `action_weights` are mctx's.
 
     Args:
       params: passed through to `recurrent_fn`.

@@ -42,6 +42,7 @@ from jaxmb import hparams as hparams_lib
 from jaxmb.config import Config, ConfigError
 from jaxmb.plotting import plot_learning_curves, plot_sweep, steps_label
 from jaxmb.run import prepare_run_dir, train_run
+from jaxmb.stats import t_interval  # re-exported: `jaxmb.sweeps.t_interval` predates jaxmb.stats
 
 __all__ = ["SweepResult", "sweep", "t_interval"]
 
@@ -53,19 +54,6 @@ class SweepResult:
     members: list[dict[str, Any]]  # per member: label, hparams, seed, run_dir, final return
     metrics: dict[str, np.ndarray]  # each [num_members, num_iterations]
     summary: dict[str, Any]
-
-
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float] | None:
-    """Student's t interval of the mean of `values`; None for fewer than 2 finite values."""
-    from scipy import stats  # a dependency of jax itself
-
-    data = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
-    if data.size < 2:
-        return None
-    half = (
-        stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size)
-    )
-    return float(data.mean() - half), float(data.mean() + half)
 
 
 def _short_names(keys: Sequence[str]) -> dict[str, str]:

@@ -10,9 +10,10 @@ import yaml
 from tiny_config import tiny
 
 import jaxmb
+from jaxmb import sweeps
 from jaxmb.__main__ import main
 from jaxmb.config import ConfigError
-from jaxmb.sweeps import t_interval
+from jaxmb.stats import t_interval
 
 LR = "agent.optim.learning_rate"
 
@@ -86,6 +87,8 @@ def test_t_interval_matches_a_hand_computation():
     low, high = t_interval([1.0, 2.0, 3.0])
     assert (high - low) / 2 == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6)
     assert t_interval([1.0]) is None
+    # The old import path still works.
+    assert sweeps.t_interval is t_interval
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxmb.experiments.variants import LABELS
 from jaxmb.plotting import _save, plt
-from jaxmb.sweeps import t_interval
+from jaxmb.stats import t_interval
 
 
 def mean_intervals(rows: list[dict[str, Any]], *keys: str) -> dict[str, dict[str, Any]]:
