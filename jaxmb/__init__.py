@@ -5,8 +5,10 @@
     train = jaxmb.make_train(config)
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 2))
 
-Submodules: `config` (typed configs), `envs` (environments), `agents` (MuZero), `search`
-(the mctx layer), `replay`, `targets`, `losses`, `networks`, `train` (the compiled loop),
+Submodules: `config` (typed configs), `envs` (environments), `agents` (the agent protocol,
+the registry behind `agent.kind`, MuZero), `search` (the mctx layer), `replay`, `targets`,
+`losses` (the loss-term registry), `rewards` (reward transforms), `transfer` (transfer by
+part), `networks`, `loop` (the compiled loop; `train` is its earlier name),
 `run` (run directories), `checkpoint`, `hparams` (traced hyperparameters), `sweeps`
 (`jaxmb.sweep`), `distributed` (devices and hosts), `policy` (`load_policy`: a trained agent
 as `policy(obs)`), `experiments` (the planning experiments).

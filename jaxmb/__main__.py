@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train MuZero; writes runs/<name>/")
+    train = sub.add_parser("train", help="train an agent (agent.kind); writes runs/<name>/")
     train.add_argument("items", nargs="*", help="[preset.yaml] key=value overrides")
     train.add_argument("--seeds", type=int, help="seeds trained together (run.num_seeds)")
     train.add_argument("--name", help="run directory name (run.name)")

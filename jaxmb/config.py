@@ -13,11 +13,11 @@ Unknown keys, wrong types, out-of-range values and inconsistent combinations rai
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from jaxmb import configlib
+from jaxmb.agents.registry import MUZERO_LOSS_WEIGHTS
 from jaxmb.configlib import ConfigError, check, field
 
 __all__ = [
@@ -34,12 +34,9 @@ __all__ = [
     "SearchConfig",
     "SupportConfig",
     "TrainConfig",
+    "RewardConfig",
     "load",
-    "LOSS_TERMS",
 ]
-
-#: The loss terms MuZero defines. Later terms (reconstruction, SPR, contrastive) add names here.
-LOSS_TERMS = ("policy", "value", "reward", "terminal")
 
 _frozen = dataclasses.dataclass(frozen=True, kw_only=True)
 
@@ -250,8 +247,10 @@ class LossConfig:
         "with the target network (MuZero Reanalyse)",
     )
     weights: dict[str, float] = field(
-        default_factory=lambda: {"policy": 1.0, "value": 0.25, "reward": 1.0, "terminal": 1.0},
-        help=f"weight of each named loss term {LOSS_TERMS}; 0 removes the term",
+        default_factory=lambda: dict(MUZERO_LOSS_WEIGHTS),
+        help="weight of each named loss term (jaxmb.losses; `python -m jaxmb config` lists "
+        "them); 0 removes the term. These defaults are MuZero's; with another agent.kind, "
+        "weights left at them become that agent's own default terms",
         static=False,
     )
     dynamics_gradient_scale: float = field(
@@ -260,12 +259,6 @@ class LossConfig:
         high=1.0,
         help="gradient scale at each dynamics step (MuZero: 0.5)",
         static=False,
-    )
-    inject_nan_at_update: int = field(
-        0,
-        low=0,
-        help="testing hook: the value loss becomes NaN at this SGD update (0: never), to "
-        "exercise the NaN guard",
     )
     terminal_threshold: float = field(
         0.5,
@@ -276,13 +269,8 @@ class LossConfig:
         static=False,
     )
 
-    def __post_init__(self) -> None:
-        for name, weight in self.weights.items():
-            if name not in LOSS_TERMS:
-                close = difflib.get_close_matches(name, LOSS_TERMS, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else f"; valid: {LOSS_TERMS}"
-                raise ConfigError(f"unknown loss term 'weights.{name}'{hint}")
-            check(weight >= 0.0, f"weights.{name}", f"must be >= 0, got {weight}")
+    #: Keys of earlier versions, dropped when a saved config holds them at these values.
+    RETIRED_KEYS: ClassVar[dict[str, Any]] = {"inject_nan_at_update": 0}
 
 
 @_frozen
@@ -298,13 +286,85 @@ class OptimConfig:
 
 
 @_frozen
+class InitFromConfig:
+    run: str = field(
+        "",
+        help="a run directory whose latest checkpoint gives the parts (empty: no transfer)",
+    )
+    parts: tuple[str, ...] = field(
+        (),
+        help="parameter parts to copy (muzero: encoder, prior_heads, model, dynamics_heads; "
+        "q_learning: encoder, q_head); the rest, and the optimiser state, start fresh",
+    )
+
+
+@_frozen
+class QLearningConfig:
+    exploration: Literal["epsilon_greedy", "boltzmann"] = field(
+        "epsilon_greedy",
+        help="q_learning: acting while training; epsilon_greedy = a uniformly random legal "
+        "action with probability epsilon, else the greedy one; boltzmann = sample "
+        "softmax(Q / temperature) over legal actions (evaluation is always greedy)",
+    )
+    epsilon_start: float = field(
+        1.0, low=0.0, high=1.0, help="q_learning: epsilon before the first SGD update", static=False
+    )
+    epsilon_end: float = field(
+        0.01, low=0.0, high=1.0, help="q_learning: epsilon after the decay", static=False
+    )
+    epsilon_decay_updates: int = field(
+        1_000,
+        low=0,
+        help="q_learning: SGD updates over which epsilon falls linearly from epsilon_start to "
+        "epsilon_end (the agent counts updates; env steps = updates / train.replay_ratio once "
+        "replay.min_size is collected); 0: epsilon_end throughout",
+    )
+    temperature: float = field(
+        1.0, gt=0.0, help="q_learning: boltzmann temperature, on the scale of returns", static=False
+    )
+    double_q: bool = field(
+        True,
+        help="q_learning: Double DQN bootstrap (the online network picks the greedy action at "
+        "t+n, the target network values it); off: the target network's own max",
+    )
+
+
+@_frozen
 class AgentConfig:
+    kind: str = field(
+        "muzero",
+        help="the agent, by registry name (jaxmb.agents.registry): muzero, q_learning, ...",
+    )
     network: NetworkConfig = field(default_factory=NetworkConfig, help="networks")
     search: SearchConfig = field(default_factory=SearchConfig, help="search (mctx)")
     loss: LossConfig = field(default_factory=LossConfig, help="targets and loss terms")
     optim: OptimConfig = field(default_factory=OptimConfig, help="optimiser")
+    init_from: InitFromConfig = field(
+        default_factory=InitFromConfig,
+        help="start from parts of another run's latest checkpoint (transfer by part)",
+    )
+    q_learning: QLearningConfig = field(
+        default_factory=QLearningConfig,
+        help="the model-free baseline (agent.kind=q_learning): exploration and Double Q",
+    )
 
     def __post_init__(self) -> None:
+        try:
+            entry = self._check_kind()
+        except ConfigError as err:  # keys relative to this section: the builder adds "agent."
+            key = err.key[len("agent.") :] if (err.key or "").startswith("agent.") else err.key
+            raise ConfigError(err.message, key) from err
+        unknown = [p for p in self.init_from.parts if p not in entry.parts]
+        check(
+            not unknown,
+            "init_from.parts",
+            f"agent.kind={self.kind} has no part {unknown}; its parts: {', '.join(entry.parts)}",
+        )
+        check(
+            bool(self.init_from.run) or not self.init_from.parts,
+            "init_from.run",
+            "init_from.parts is set but no run to take them from",
+        )
         search, loss = self.search, self.loss
         if search.for_targets:
             check(
@@ -328,6 +388,19 @@ class AgentConfig:
                 "(for_acting_train is on): use bootstrap=target_network",
             )
 
+    def _check_kind(self):
+        from jaxmb import losses
+        from jaxmb.agents import registry
+
+        entry = registry.spec(self.kind)
+        if self.loss.weights == MUZERO_LOSS_WEIGHTS and entry.loss_weights != MUZERO_LOSS_WEIGHTS:
+            # The defaults mean "the agent's own terms", written out in saved configs.
+            loss = dataclasses.replace(self.loss, weights=dict(entry.loss_weights))
+            object.__setattr__(self, "loss", loss)
+        losses.check(self.loss.weights, entry.provides, self.kind)
+        registry.check_config(self)
+        return entry
+
 
 @_frozen
 class ReplayConfig:
@@ -345,6 +418,50 @@ class ReplayConfig:
         "and reflections) to each sampled window's observations, actions, policies and legal "
         "masks, as AlphaGo Zero augmented its training data",
     )
+
+
+@_frozen
+class CountConfig:
+    hash_bits: int = field(
+        12,
+        low=1,
+        high=24,
+        help="SimHash code length k: observations are counted in 2^k buckets by the signs of "
+        "k fixed random projections (Tang et al. 2017)",
+    )
+
+
+@_frozen
+class RewardConfig:
+    transform: str = field(
+        "identity",
+        help="reward transform between replay and the targets (jaxmb.rewards): identity, or "
+        "count (a count-based novelty bonus, for small envs)",
+    )
+    env_weight: float = field(
+        1.0, low=0.0, help="weight of the env's reward in the trained reward", static=False
+    )
+    intrinsic_weight: float = field(
+        0.0, low=0.0, help="weight of the intrinsic reward in the trained reward", static=False
+    )
+    exploration_env_steps: int = field(
+        0,
+        low=0,
+        help="env steps at the start of the run that form the exploration phase, whose "
+        "weights are the exploration_* ones (0: no such phase)",
+    )
+    exploration_env_weight: float = field(
+        0.0, low=0.0, help="env reward weight in the exploration phase", static=False
+    )
+    exploration_intrinsic_weight: float = field(
+        1.0, low=0.0, help="intrinsic reward weight in the exploration phase", static=False
+    )
+    count: CountConfig = field(default_factory=CountConfig, help="the count transform")
+
+    def __post_init__(self) -> None:
+        from jaxmb import rewards
+
+        rewards.spec(self.transform)  # a ConfigError listing the registered transforms
 
 
 @_frozen
@@ -384,6 +501,9 @@ class Config:
     env: EnvConfig = field(default_factory=EnvConfig, help="environment")
     agent: AgentConfig = field(default_factory=AgentConfig, help="agent")
     replay: ReplayConfig = field(default_factory=ReplayConfig, help="in-graph replay")
+    reward: RewardConfig = field(
+        default_factory=RewardConfig, help="reward transforms: intrinsic rewards and phases"
+    )
     train: TrainConfig = field(default_factory=TrainConfig, help="the compiled loop")
     run: RunConfig = field(default_factory=RunConfig, help="run directory and logging")
 

@@ -406,11 +406,28 @@ def _default(f: dataclasses.Field[Any]) -> Any:
     return _MISSING
 
 
+def _is_retired(cls: type, name: Any, value: Any, path: str) -> bool:
+    """Whether `name` is a key `cls` no longer has (its `RETIRED_KEYS`), given at its old
+    default: saved configs of earlier versions still load. Any other value is an error."""
+    retired = getattr(cls, "RETIRED_KEYS", {})
+    if name not in retired:
+        return False
+    if value != retired[name]:
+        raise ConfigError(
+            f"this key was removed; only its old default {retired[name]!r} is still read (and "
+            f"ignored), got {_got(value)}",
+            _join(path, name),
+        )
+    return True
+
+
 def _build(cls: type[T], data: Any, path: str, root: tuple[type, str]) -> T:
     """Builds ``cls`` from a (partial) mapping; the workhorse of :func:`from_dict`."""
     if not isinstance(data, Mapping):
         raise _WrongType(f"expected {cls.__name__} (a mapping), got {_got(data)}", path or None)
     fields = _fields(cls)
+    if any(_is_retired(cls, name, data[name], path) for name in data):
+        data = {n: v for n, v in data.items() if not _is_retired(cls, n, v, path)}
     for name in data:
         if not isinstance(name, str):
             raise ConfigError(f"config keys must be strings, got {_got(name)}", path or None)
@@ -464,6 +481,8 @@ def _assign(
 ) -> None:
     """Sets dotted ``parts`` (relative to ``cls``) in raw data ``node``, merging mappings."""
     name, rest = parts[0], parts[1:]
+    if not rest and _is_retired(cls, name, value, path):
+        return
     if name not in _fields(cls):
         raise _unknown_key(root, cls, path, name, rest)
     key, tp = _join(path, name), _hints(cls)[name]

@@ -210,7 +210,8 @@ def seed_shardings(train, keys: jax.Array, mesh: Mesh):
     """
     sharded, replicated = NamedSharding(mesh, P(SEED_AXIS)), NamedSharding(mesh, P())
     num_seeds = keys.shape[0]
-    state_shape, metrics_shape = jax.eval_shape(train, keys)
+    # The state's shapes without reading a transfer source (`train.state_shapes`).
+    state_shape, metrics_shape = jax.eval_shape(train.run, train.state_shapes(keys))
     single = jax.eval_shape(lambda k: train.loop.init(k[0]), keys)
     state_shardings = jax.tree.map(
         lambda batched, one: sharded if batched.ndim == one.ndim + 1 else replicated,

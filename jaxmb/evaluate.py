@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -12,7 +13,7 @@ from jaxmb import config as config_lib
 from jaxmb import configlib
 from jaxmb.checkpoint import Checkpointer
 from jaxmb.config import Config, ConfigError
-from jaxmb.train import _Loop
+from jaxmb.loop import Loop
 
 
 def load_run(run_dir: str):
@@ -21,9 +22,9 @@ def load_run(run_dir: str):
     if not os.path.exists(config_path):
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)", "run_dir")
     config = config_lib.load(config_path)
-    loop = _Loop(config)
+    loop = Loop(config)
     keys = jax.random.split(jax.random.key(0), config.run.num_seeds)
-    like = jax.eval_shape(loop.init_seeds, keys)
+    like = jax.eval_shape(functools.partial(loop.init_seeds, transfer=False), keys)
     checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"))
     state = checkpointer.restore(like)
     checkpointer.close()
@@ -79,7 +80,7 @@ def evaluator(
       **search: other `agent.search` fields (`max_depth`, `uct_depth`, `model`, ...).
     """
     cfg = eval_config(config, episodes=episodes, budget=budget, env_params=env_params, **search)
-    loop = _Loop(cfg)
+    loop = Loop(cfg)
     if loop.two_player:
         if win_rates:
             return jax.jit(jax.vmap(loop.evaluate_two_player))

@@ -52,9 +52,10 @@ def sweepable_keys(config: Any) -> list[str]:
     0 in `config`: `agent.loss.weights.policy`, ...
     """
     keys = []
+    unread = _unread(config)
     for key, f, value in _sections(config):
         spec = configlib.field_spec(f)
-        if spec is None or spec.static:
+        if spec is None or spec.static or _under(key, unread):
             continue
         if isinstance(value, Mapping):
             keys.extend(f"{key}.{entry}" for entry, weight in value.items() if weight)
@@ -81,9 +82,16 @@ def check_keys(config: Any, keys: typing.Iterable[str]) -> None:
     """
     sweepable = sweepable_keys(config)
     known = _all_leaf_keys(config)
+    unread = _unread(config)
     for key in keys:
         if key in sweepable:
             continue
+        if _under(key, unread):
+            raise ConfigError(
+                f"agent.kind={config.agent.kind} does not read this key, so sweeping it would "
+                "change nothing",
+                key,
+            )
         if key not in known:
             close = difflib.get_close_matches(key, sweepable, n=3, cutoff=0.6)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -101,6 +109,20 @@ def check_keys(config: Any, keys: typing.Iterable[str]) -> None:
             f"keys: {', '.join(sweepable)}",
             key,
         )
+
+
+def _unread(config: Any) -> tuple[str, ...]:
+    """The keys the config's agent does not read (`jaxmb.agents.registry`)."""
+    agent = getattr(config, "agent", None)
+    if agent is None or not hasattr(agent, "kind"):
+        return ()
+    from jaxmb.agents import registry
+
+    return registry.unread_keys(agent.kind)
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
 def check_values(config: Any, values: Mapping[str, typing.Iterable[Any]]) -> None:

@@ -5,9 +5,9 @@
                     termination logit (``terminal``)
 - prediction f:     latent -> policy logits (``policy``), value logits (``value``)
 
-The top-level parameter dict therefore has one key per role, so transfer code can load "the
-model" (encoder, dynamics, reward, terminal) or "the policy" (encoder, policy, value) from a run
-(see `PARAM_GROUPS`). Values and rewards are categorical over a `Support` (see distributions.py).
+The top-level parameter dict therefore has one key per role, so a run can start from parts of
+another (`MuZero.parts` groups them as Walker et al. 2023 do; see `jaxmb.transfer`). Values and
+rewards are categorical over a `Support` (see distributions.py).
 """
 
 from __future__ import annotations
@@ -17,12 +17,6 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-#: Parameter groups by role. "model" is what a world-model transfer loads.
-PARAM_GROUPS = {
-    "model": ("encoder", "dynamics", "reward", "terminal"),
-    "policy": ("encoder", "policy", "value"),
-}
 
 _ACTIVATIONS = {"relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "silu": nn.silu}
 
@@ -117,6 +111,41 @@ class Encoder(nn.Module):
         return nn.Dense(self.latent_dim)(x)
 
 
+def encoder_of(module: nn.Module) -> Encoder:
+    """The `Encoder` of a network module that has the encoder's fields (`torso`,
+    `hidden_sizes`, `latent_dim`, `activation`, `layer_norm`, `conv_channels`,
+    `num_res_blocks`, `obs_ndim`): MuZero's and the Q-learning baseline's share it."""
+    return Encoder(
+        module.torso,
+        module.hidden_sizes,
+        module.latent_dim,
+        module.activation,
+        module.layer_norm,
+        module.conv_channels,
+        module.num_res_blocks,
+        module.obs_ndim,
+    )
+
+
+def encoder_settings(network_config, obs_shape: tuple[int, ...]) -> dict:
+    """The encoder fields of a network module from `agent.network`, for observations of
+    `obs_shape` (`torso: auto` picks the conv torso for images)."""
+    torso = network_config.torso
+    if torso == "auto":
+        torso = "resnet" if len(obs_shape) == 3 else "mlp"
+    return dict(
+        obs_ndim=len(obs_shape),
+        torso=torso,
+        hidden_sizes=network_config.hidden_sizes,
+        latent_dim=network_config.latent_dim,
+        activation=network_config.activation,
+        layer_norm=network_config.layer_norm,
+        latent_norm=network_config.latent_norm,
+        conv_channels=network_config.conv_channels,
+        num_res_blocks=network_config.num_res_blocks,
+    )
+
+
 class Head(nn.Module):
     """An MLP followed by a linear output layer (zero-initialised when `zero_init`)."""
 
@@ -156,16 +185,7 @@ class MuZeroNetwork(nn.Module):
     reward_atoms: int = 601
 
     def setup(self) -> None:
-        self.encoder = Encoder(
-            self.torso,
-            self.hidden_sizes,
-            self.latent_dim,
-            self.activation,
-            self.layer_norm,
-            self.conv_channels,
-            self.num_res_blocks,
-            self.obs_ndim,
-        )
+        self.encoder = encoder_of(self)
         self.dynamics = Head(
             self.dynamics_hidden_sizes, self.latent_dim, self.activation, self.layer_norm
         )

@@ -28,8 +28,8 @@ from jaxmb import configlib, distributed
 from jaxmb.checkpoint import Checkpointer, is_key
 from jaxmb.config import Config, ConfigError
 from jaxmb.logger import RunLogger
+from jaxmb.loop import check_finite, make_train
 from jaxmb.plotting import plot_learning_curves, steps_label
-from jaxmb.train import check_finite, make_train
 
 
 @dataclasses.dataclass
@@ -42,7 +42,7 @@ class RunResult:
 
 def default_run_name(config: Config) -> str:
     env_name = config.env.id.split(":", 1)[-1].lower()
-    return f"muzero-{env_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{config.agent.kind}-{env_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def prepare_run_dir(config: Config) -> str:
@@ -144,6 +144,133 @@ def _get(tree: dict, dotted: str):
     return tree
 
 
+@dataclasses.dataclass
+class _RunDir:
+    """Where a run writes (process 0 only) and where it resumes from."""
+
+    path: str
+    primary: bool
+    checkpointer: Checkpointer | None
+    resume_step: int | None
+
+
+def _open_run_dir(config: Config, run_dir: str | None) -> _RunDir:
+    """The run directory, checked and holding the resolved config, and its latest checkpoint.
+    Only process 0 writes; the others compute their share of the same program."""
+    primary = jax.process_index() == 0
+    if primary:
+        run_dir = prepare_run_dir(config) if run_dir is None else run_dir
+    else:
+        run_dir = run_dir or os.path.abspath(os.path.join(config.run.root, config.run.name))
+    checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints")) if primary else None
+    resume_step = checkpointer.latest_step() if primary else None
+    if jax.process_count() > 1:
+        # Meet first: gloo gives a process 30 s to join the first collective, less than
+        # process 0 may spend preparing the run directory.
+        distributed.barrier("jaxmb-run-dir")
+        resume_step = _broadcast_int(-1 if resume_step is None else resume_step)
+        resume_step = None if resume_step < 0 else resume_step
+    if primary:
+        config_path = os.path.join(run_dir, "config.yaml")
+        if resume_step is not None and os.path.exists(config_path):
+            _check_same_config(config, run_dir)
+        configlib.dump_yaml(config, config_path)
+    return _RunDir(run_dir, primary, checkpointer, resume_step)
+
+
+def _build_program(config: Config, where: _RunDir, logger: RunLogger | None):
+    """`make_train` with the logger and the checkpointer as its callbacks."""
+
+    def log(report) -> None:
+        if logger is not None:  # callbacks run in process 0 only; this is belt and braces
+            logger(report)
+
+    def save_checkpoint(state) -> None:
+        if where.checkpointer is not None:
+            where.checkpointer.save(int(np.asarray(state.iteration).reshape(-1)[0]), state)
+
+    return make_train(
+        config, callback=log, checkpoint_callback=save_checkpoint, num_seeds=config.run.num_seeds
+    )
+
+
+def _initial_state(config: Config, train, keys, where: _RunDir, hparams):
+    """The state to run from (fresh, or restored from the latest checkpoint), the arguments
+    of the compiled program, the function that compiles it, and the device layout.
+
+    Fresh and resumed runs go through the same compiled `train.run`, so that resuming gives
+    bit-identical results. With more than one device, members go over devices (and hosts) and
+    each member's envs over what is left."""
+    devices = {"processes": jax.process_count(), "seeds": 1, "envs": 1}
+    if jax.device_count() == 1:
+        if where.resume_step is None:
+            state = jax.jit(train.init)(keys)
+        else:
+            state = where.checkpointer.restore(train.state_shapes(keys))
+
+        def compile_run():
+            return jax.jit(train.run).lower(state, hparams).compile()
+
+        return state, (state, hparams), compile_run, devices
+    mesh = distributed.member_mesh(config.run.num_seeds, config.env.num_envs)
+    devices.update({name: int(size) for name, size in mesh.shape.items()})
+    if where.resume_step is None:
+        state = distributed.init_sharded(train, keys, mesh)
+    else:
+        like = train.state_shapes(keys)
+        host = where.checkpointer.restore(like) if where.primary else _zeros_like(like)
+        if jax.process_count() > 1:
+            host = _broadcast_tree(host)
+        state = distributed.to_global(host, distributed.seed_shardings(train, keys, mesh)[0])
+    args = (state,)
+    if hparams:
+        args = (state, distributed.to_global(hparams, distributed.hparam_shardings(hparams, mesh)))
+
+    def compile_run():
+        return distributed.compile_sharded_run(train, state, mesh, hparams=hparams)
+
+    return state, args, compile_run, devices
+
+
+def _execute(compiled, args, logger: RunLogger | None):
+    """Runs the compiled program to the end; a host env's failure is raised as
+    `jaxmb.envs.HostEnvError`. Returns the final state, the metrics and the seconds taken."""
+    if logger is not None:
+        logger.start()
+    start = time.perf_counter()
+    try:
+        final_state, metrics = compiled(*args)
+        jax.block_until_ready(metrics)
+        jax.effects_barrier()
+    except jax.errors.JaxRuntimeError as err:
+        from jaxmb.envs.host import raise_host_error
+
+        raise_host_error(err)
+        raise
+    finally:
+        if logger is not None:
+            logger.close()
+    return final_state, metrics, time.perf_counter() - start
+
+
+def _write_outputs(config: Config, run_dir: str, summary: dict, metrics: dict, finished: bool):
+    """`summary.json` (a finished run rerun keeps the timings of the run that trained) and
+    the learning-curve plot."""
+    summary_path = os.path.join(run_dir, "summary.json")
+    if finished and os.path.exists(summary_path):
+        with open(summary_path) as f:
+            stored = json.load(f)
+        summary.update({k: stored[k] for k in _TIMINGS if k in stored})
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=2)
+    plot_path = os.path.join(run_dir, "plots", "learning_curve.png")
+    agent_name = "MuZero" if config.agent.kind == "muzero" else config.agent.kind
+    plot_learning_curves(
+        metrics, plot_path, title=f"{agent_name} on {config.env.id}", xlabel=steps_label(config)
+    )
+    summary["learning_curve"] = plot_path
+
+
 def train_run(
     config: Config,
     *,
@@ -158,7 +285,7 @@ def train_run(
     the latest one; a run whose latest checkpoint is its last iteration returns its metrics
     (the restored history) without compiling, keeping the stored summary's timings and
     setting `summary["already_trained"]`. A non-finite loss raises
-    `jaxmb.train.NonFiniteLossError` after the last good state is kept (checkpoints are never
+    `jaxmb.loop.NonFiniteLossError` after the last good state is kept (checkpoints are never
     written from a halted state).
 
     Args:
@@ -168,133 +295,48 @@ def train_run(
       keys: `[num_seeds]` PRNG keys (default: split from `run.seed`).
       run_dir: the directory to fill (default: `run.root/run.name`).
     """
-    primary = jax.process_index() == 0
-    if primary:
-        run_dir = prepare_run_dir(config) if run_dir is None else run_dir
-    else:  # only process 0 writes; the others compute their share of the same program
-        run_dir = run_dir or os.path.abspath(os.path.join(config.run.root, config.run.name))
-    config_path = os.path.join(run_dir, "config.yaml")
-    checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints")) if primary else None
-    resume_step = checkpointer.latest_step() if primary else None
-    if jax.process_count() > 1:
-        # Meet first: gloo gives a process 30 s to join the first collective, less than
-        # process 0 may spend preparing the run directory.
-        distributed.barrier("jaxmb-run-dir")
-        resume_step = _broadcast_int(-1 if resume_step is None else resume_step)
-        resume_step = None if resume_step < 0 else resume_step
-    if primary:
-        if resume_step is not None and os.path.exists(config_path):
-            _check_same_config(config, run_dir)
-        configlib.dump_yaml(config, config_path)
-    num_seeds = config.run.num_seeds
+    where = _open_run_dir(config, run_dir)
     logger = None
-    if primary:
+    if where.primary:
         logger = RunLogger(
-            run_dir,
+            where.path,
             config.num_iterations * config.steps_per_iteration,
-            num_seeds=num_seeds,
+            num_seeds=config.run.num_seeds,
             tensorboard=config.run.tensorboard,
             progress=config.run.progress and not quiet,
         )
-
-    def log(report) -> None:
-        if logger is not None:  # callbacks run in process 0 only; this is belt and braces
-            logger(report)
-
-    def save_checkpoint(state) -> None:
-        if checkpointer is not None:
-            checkpointer.save(int(np.asarray(state.iteration).reshape(-1)[0]), state)
-
-    train = make_train(
-        config, callback=log, checkpoint_callback=save_checkpoint, num_seeds=num_seeds
-    )
+    train = _build_program(config, where, logger)
     keys = _seed_keys(config) if keys is None else keys
-    if primary:
-        _check_disk_space(run_dir, jax.eval_shape(train.init, keys))
+    if where.primary:
+        _check_disk_space(where.path, train.state_shapes(keys))
     start = time.perf_counter()
-    # Fresh and resumed runs go through the same compiled `train.run`, so that resuming gives
-    # bit-identical results.
+    state, args, compile_run, devices = _initial_state(config, train, keys, where, hparams)
+    start_iteration = int(distributed.to_host(state.iteration))
     # A finished run (its last checkpoint is the final iteration) is not compiled again: its
     # metrics are the restored state's history.
-    devices = {"processes": jax.process_count(), "seeds": 1, "envs": 1}
-    if jax.device_count() == 1:
-        if resume_step is None:
-            state = jax.jit(train.init)(keys)
-        else:
-            state = checkpointer.restore(jax.eval_shape(train.init, keys))
-        args = (state, hparams)
-
-        def compile_run():
-            return jax.jit(train.run).lower(state, hparams).compile()
-
-    else:
-        # Members over devices (and hosts), each member's envs over what is left.
-        mesh = distributed.member_mesh(num_seeds, config.env.num_envs)
-        devices.update({name: int(size) for name, size in mesh.shape.items()})
-        if resume_step is None:
-            state = distributed.init_sharded(train, keys, mesh)
-        else:
-            like = jax.eval_shape(train.init, keys)
-            host = checkpointer.restore(like) if primary else _zeros_like(like)
-            if jax.process_count() > 1:
-                host = _broadcast_tree(host)
-            state = distributed.to_global(host, distributed.seed_shardings(train, keys, mesh)[0])
-        args = (state,)
-
-        def compile_run():
-            return distributed.compile_sharded_run(train, state, mesh, hparams=hparams)
-
-        if hparams:
-            args = (
-                state,
-                distributed.to_global(hparams, distributed.hparam_shardings(hparams, mesh)),
-            )
-    start_iteration = int(distributed.to_host(state.iteration))
     finished = start_iteration >= config.num_iterations
     compiled = None if finished else compile_run()
     compile_seconds = time.perf_counter() - start
-    if logger is not None:
-        logger.start()
-    start = time.perf_counter()
-    try:
-        final_state, metrics = (state, state.history) if finished else compiled(*args)
-        jax.block_until_ready(metrics)
-        jax.effects_barrier()
-    except jax.errors.JaxRuntimeError as err:
-        from jaxmb.envs.host import raise_host_error
-
-        raise_host_error(err)  # a host env's failure, as jaxmb.envs.HostEnvError
-        raise
-    finally:
+    if finished:
+        final_state, metrics, run_seconds = state, state.history, 0.0
         if logger is not None:
+            logger.start()
             logger.close()
-    run_seconds = time.perf_counter() - start
+    else:
+        final_state, metrics, run_seconds = _execute(compiled, args, logger)
     if jax.device_count() > 1:
         final_state, metrics = distributed.to_host((final_state, metrics))
     check_finite(train.loop, final_state)
-    if checkpointer is not None:
-        checkpointer.save(config.num_iterations, final_state)
-        checkpointer.close()
+    if where.checkpointer is not None:
+        where.checkpointer.save(config.num_iterations, final_state)
+        where.checkpointer.close()
     metrics = {k: np.asarray(v) for k, v in metrics.items()}
     summary = summarize(config, metrics, compile_seconds, run_seconds, start_iteration)
     summary["mesh"] = devices  # processes, and devices along the members and the envs axes
     summary["already_trained"] = finished  # a finished run rerun: nothing ran
-    if not primary:
-        return RunResult(run_dir, summary, metrics, final_state)
-    summary_path = os.path.join(run_dir, "summary.json")
-    if finished and os.path.exists(summary_path):
-        # Keep the timings of the run that trained.
-        with open(summary_path) as f:
-            stored = json.load(f)
-        summary.update({k: stored[k] for k in _TIMINGS if k in stored})
-    with open(summary_path, "w") as f:
-        json.dump(summary, f, indent=2)
-    plot_path = os.path.join(run_dir, "plots", "learning_curve.png")
-    plot_learning_curves(
-        metrics, plot_path, title=f"MuZero on {config.env.id}", xlabel=steps_label(config)
-    )
-    summary["learning_curve"] = plot_path
-    return RunResult(run_dir, summary, metrics, final_state)
+    if where.primary:
+        _write_outputs(config, where.path, summary, metrics, finished)
+    return RunResult(where.path, summary, metrics, final_state)
 
 
 _TIMINGS = ("compile_seconds", "run_seconds", "resumed_from_iteration", "env_steps_per_second")

@@ -14,14 +14,16 @@ from tiny_config import TINY, fast_subprocess_env
 from jaxmb.evaluate import load_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAN_INJECTION = os.path.join(ROOT, "tests", "nan_injection.py")
 LONG = [*TINY, "train.total_env_steps=6400", "train.checkpoint_every=320", "train.eval_every=3200"]
 
 
-def _command(root, *extra):
+def _command(root, *extra, nan_at: int | None = None):
+    # `nan_injection.py N` runs the CLI with SGD update N poisoned.
+    launcher = ["-m", "jaxmb"] if nan_at is None else [NAN_INJECTION, str(nan_at)]
     return [
         sys.executable,
-        "-m",
-        "jaxmb",
+        *launcher,
         "train",
         *LONG,
         *extra,
@@ -32,9 +34,9 @@ def _command(root, *extra):
     ]
 
 
-def _train(root, *extra) -> subprocess.CompletedProcess:
+def _train(root, *extra, nan_at: int | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        _command(root, *extra),
+        _command(root, *extra, nan_at=nan_at),
         cwd=ROOT,
         env=fast_subprocess_env(),
         capture_output=True,
@@ -90,7 +92,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
 def test_non_finite_loss_stops_the_run_and_keeps_good_checkpoints(tmp_path):
     # Two updates per iteration from the second on: update 100 falls in iteration 51, after
     # the checkpoints of iterations 20 and 40 (every 320 env steps = 20 iterations of 16).
-    result = _train(tmp_path, "agent.loss.inject_nan_at_update=100")
+    result = _train(tmp_path, nan_at=100)
     assert result.returncode == 3, result.stderr[-3000:]
     assert "SGD update 100" in result.stderr and "value" in result.stderr
     assert "Traceback" not in result.stderr

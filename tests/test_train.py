@@ -4,12 +4,13 @@ import collections
 import importlib.util
 
 import jax
+import nan_injection
 import numpy as np
 import pytest
 from tiny_config import tiny
 
 import jaxmb.train as train_lib
-from jaxmb.train import NonFiniteLossError, check_finite, make_train
+from jaxmb.loop import Loop, NonFiniteLossError, check_finite, make_train
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +106,13 @@ def test_seed_batched_program_keeps_its_branches(monkeypatch):
     traces = collections.Counter()
 
     def counted(name):
-        method = getattr(train_lib._Loop, name)
+        method = getattr(Loop, name)
 
         def wrapper(self, *args):
             traces[name] += 1
             return method(self, *args)
 
-        monkeypatch.setattr(train_lib._Loop, name, wrapper)
+        monkeypatch.setattr(Loop, name, wrapper)
 
     counted("iteration")
     counted("learn")
@@ -142,16 +143,17 @@ def test_seed_batched_program_keeps_its_branches(monkeypatch):
     ],
 )
 def test_nan_guard_keeps_last_finite_update_and_names_it(num_seeds):
-    cfg = tiny("agent.loss.inject_nan_at_update=5")
+    cfg = tiny()
     train = make_train(cfg, num_seeds=num_seeds)
     key = jax.random.key(0) if num_seeds is None else jax.random.split(jax.random.key(0), 2)
-    state, metrics = jax.jit(train)(key)
+    with nan_injection.poisoned_update(5):  # the rewards of SGD update 5 are NaN
+        state, metrics = jax.jit(train)(key)
     assert np.asarray(state.halted).all()
     np.testing.assert_array_equal(state.nan_update, 5)
     # The fifth update was not applied: four were.
     np.testing.assert_array_equal(state.agent.num_updates, 4)
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.agent.params))
-    with pytest.raises(NonFiniteLossError, match=r"SGD update 5, non-finite value"):
+    with pytest.raises(NonFiniteLossError, match=r"SGD update 5, non-finite value, reward"):
         check_finite(train.loop, state)
     if num_seeds is not None:
         # The seed-batched program stops iterating once every seed has halted.

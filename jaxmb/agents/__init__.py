@@ -1,5 +1,19 @@
-"""Agents: pure functions over explicit state (`init`, `act`, `update`)."""
+"""Agents: pure functions over explicit state behind one protocol (`base.Agent`), picked by
+`agent.kind` from a registry (`registry.py`) that imports them on first use.
 
-from jaxmb.agents.muzero import MuZero, MuZeroState
+    agent = jaxmb.agents.make(config, env, env_params)
+"""
 
-__all__ = ["MuZero", "MuZeroState"]
+from jaxmb.agents.base import LOOP_FIELDS, Agent
+from jaxmb.agents.registry import kinds, make, register
+
+__all__ = ["LOOP_FIELDS", "Agent", "MuZero", "MuZeroState", "kinds", "make", "register"]
+
+
+def __getattr__(name: str):
+    # MuZero imports mctx and flax: loaded when first asked for, like every registered agent.
+    if name in ("MuZero", "MuZeroState"):
+        from jaxmb.agents import muzero
+
+        return getattr(muzero, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
-"""The MuZero agent: pure functions over an explicit state pytree.
+"""The MuZero agent: pure functions over an explicit state pytree (`jaxmb.agents.base.Agent`).
 
-    agent = MuZero(config.agent, env.observation_space, env.action_space)
+    agent = MuZero.from_config(config, env, env_params)    # or jaxmb.agents.make(...)
     state = agent.init(key)
     action, info = agent.act(state, obs, key, training=True)
     state, metrics = agent.update(state, batch, key)
@@ -9,16 +9,18 @@
 with search switched off, samples the policy network's prior. `update` computes targets for a
 batch of replayed windows (`muzero_targets.py`: search policies, stored or reanalysed, with
 `search.for_targets` on; a one-step lookahead with the model off; n-step value returns),
-unrolls the model K steps and applies one optax step.
+unrolls the model K steps, sums the active loss terms (`jaxmb.losses`) and applies one optax
+step.
 
-A batch (`dict`, leaves `[B, L, ...]` with `L = unroll_steps + td_steps + 1`) holds the fields
-the loop stores per step: `obs`, `action`, `reward`, `terminated`, `truncated`, `policy` (the
-acting policy: the search's improved policy), `value` (the value estimate when acting),
-`final_value` (value of the pre-reset observation, used where `truncated`), `action_mask`;
-plus `weight` `[B]`, the importance weights.
+A batch (`dict`, leaves `[B, L, ...]` with `L = unroll_steps + td_steps + 1`) holds the loop's
+record fields (`obs`, `action`, `reward`, `terminated`, `truncated`, `action_mask`,
+`final_value`), MuZero's own (`policy`: the acting policy, the search's improved policy;
+`value`: the value estimate when acting), and `weight` `[B]`, the importance weights.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import flax.struct
 import gymnasium
@@ -28,10 +30,11 @@ import mctx
 import optax
 
 from jaxmb import losses, search, search_variants
-from jaxmb.agents.muzero_targets import MuZeroTargets
-from jaxmb.config import AgentConfig
-from jaxmb.distributions import Support
-from jaxmb.networks import MuZeroNetwork
+from jaxmb.agents import common
+from jaxmb.agents import muzero_targets as targets_lib
+from jaxmb.config import AgentConfig, ConfigError
+from jaxmb.envs import HostEnv
+from jaxmb.networks import MuZeroNetwork, encoder_settings
 
 
 @flax.struct.dataclass
@@ -42,16 +45,59 @@ class MuZeroState:
     num_updates: jax.Array  # [] int32
 
 
-def _support(cfg) -> Support:
-    return Support(cfg.num_atoms, cfg.vmin, cfg.vmax, cfg.eps, cfg.use_transform)
-
-
 def _scale_gradient(x: jax.Array, scale: float) -> jax.Array:
     return x * scale + jax.lax.stop_gradient(x) * (1.0 - scale)
 
 
-class MuZero(MuZeroTargets):
+def build_network(config: AgentConfig, obs_shape: tuple[int, ...], num_actions: int):
+    """The representation, dynamics and prediction networks of `agent.network`."""
+    net = config.network
+    return MuZeroNetwork(
+        num_actions=num_actions,
+        **encoder_settings(net, obs_shape),
+        dynamics_hidden_sizes=net.dynamics_hidden_sizes,
+        head_hidden_sizes=net.head_hidden_sizes,
+        value_atoms=net.value_support.num_atoms,
+        reward_atoms=net.reward_support.num_atoms,
+    )
+
+
+class MuZero:
     """MuZero (Schrittwieser et al. 2020) on a discrete action space."""
+
+    kind: ClassVar[str] = "muzero"
+    #: Walker et al. 2023's parts -> the network's parameter groups (see networks.py).
+    parts: ClassVar[dict[str, tuple[str, ...]]] = {
+        "encoder": ("encoder",),
+        "prior_heads": ("policy", "value"),
+        "model": ("dynamics",),
+        "dynamics_heads": ("reward", "terminal"),
+    }
+
+    @classmethod
+    def from_config(cls, config, env, env_params=None) -> MuZero:
+        """MuZero for `env`, with the checks that name the config key to change."""
+        if not isinstance(env.action_space, gymnasium.spaces.Discrete):
+            raise ConfigError(
+                f"MuZero needs discrete actions and {config.env.id} has {env.action_space}; set "
+                "env.discretize.mode to grid or codebook",
+                "env.discretize.mode",
+            )
+        env_model = config.agent.search.model == "env"
+        if env_model and isinstance(env, HostEnv):
+            raise ConfigError(
+                f"{config.env.id} is stepped on the host: its state is a handle to a live env, "
+                "which a search cannot step; use agent.search.model=learned",
+                "agent.search.model",
+            )
+        return cls(
+            config.agent,
+            env.observation_space,
+            env.action_space,
+            num_players=getattr(env, "num_players", 1),
+            env=env if env_model else None,
+            env_params=env_params if env_model else None,
+        )
 
     def __init__(
         self,
@@ -79,29 +125,16 @@ class MuZero(MuZeroTargets):
         self.signed_discount = -config.loss.discount if num_players == 2 else config.loss.discount
         self.observation_space = observation_space
         self.num_actions = int(action_space.n)
-        obs_shape = tuple(observation_space.shape)
-        net = config.network
-        torso = net.torso
-        if torso == "auto":
-            torso = "resnet" if len(obs_shape) == 3 else "mlp"
-        self.value_support = _support(net.value_support)
-        self.reward_support = _support(net.reward_support)
-        self.network = MuZeroNetwork(
-            num_actions=self.num_actions,
-            obs_ndim=len(obs_shape),
-            torso=torso,
-            hidden_sizes=net.hidden_sizes,
-            latent_dim=net.latent_dim,
-            dynamics_hidden_sizes=net.dynamics_hidden_sizes,
-            head_hidden_sizes=net.head_hidden_sizes,
-            activation=net.activation,
-            layer_norm=net.layer_norm,
-            latent_norm=net.latent_norm,
-            conv_channels=net.conv_channels,
-            num_res_blocks=net.num_res_blocks,
-            value_atoms=net.value_support.num_atoms,
-            reward_atoms=net.reward_support.num_atoms,
+        self.window = config.loss.unroll_steps + config.loss.td_steps + 1
+        self.loss_weights = config.loss.weights
+        self.needs = losses.needs(self.loss_weights)
+        self.guarded_metrics = (
+            *(f"loss/{name}" for name in losses.active(self.loss_weights)),
+            "grad_norm",
         )
+        self.network = build_network(config, tuple(observation_space.shape), self.num_actions)
+        self.value_support = common.support(config.network.value_support)
+        self.reward_support = common.support(config.network.reward_support)
         self.recurrent_fn = search.make_recurrent_fn(
             self.network,
             self.value_support,
@@ -112,25 +145,8 @@ class MuZero(MuZeroTargets):
         # What search plans with: the learned model (or the env itself, `search.model=env`),
         # with rollouts past the tree when `search.rollout_horizon > 0`.
         self.search_recurrent_fn = self._with_rollouts(self.recurrent_fn)
-        self.env_recurrent_fn = None
-        if config.search.model == "env":
-            if env is None:
-                raise ValueError("agent.search.model=env needs the env: MuZero(..., env=...)")
-            self.env_recurrent_fn = self._with_rollouts(
-                search_variants.env_recurrent_fn(
-                    env, env_params, self._predict, discount=self.signed_discount
-                )
-            )
-        optim = config.optim
-        schedule = optax.linear_schedule(
-            0.0 if optim.warmup_updates else optim.learning_rate,
-            optim.learning_rate,
-            max(optim.warmup_updates, 1),
-        )
-        self.optimizer = optax.chain(
-            optax.clip_by_global_norm(optim.max_grad_norm),
-            optax.adamw(schedule, eps=optim.adam_eps, weight_decay=optim.weight_decay),
-        )
+        self.env_recurrent_fn = self._env_model(env, env_params)
+        self.optimizer = common.build_optimizer(config.optim)
 
     def _with_rollouts(self, recurrent_fn: mctx.RecurrentFn) -> mctx.RecurrentFn:
         cfg = self.config.search
@@ -143,12 +159,44 @@ class MuZero(MuZeroTargets):
             greedy=cfg.rollout_greedy,
         )
 
+    def _env_model(self, env, env_params) -> mctx.RecurrentFn | None:
+        """The env as search's model (`search.model=env`), else None."""
+        if self.config.search.model != "env":
+            return None
+        if env is None:
+            raise ValueError("agent.search.model=env needs the env: MuZero(..., env=...)")
+        return self._with_rollouts(
+            search_variants.env_recurrent_fn(
+                env, env_params, self._predict, discount=self.signed_discount
+            )
+        )
+
     def _predict(self, params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """The prior logits `[B, A]` and value `[B]` of observations `[B, ...]`."""
         root = self.initial_inference(params, obs)
         return root.prior_logits, root.value
 
+    @property
+    def target_model(self) -> targets_lib.TargetModel:
+        """The functions and supports the targets read (`muzero_targets.py`)."""
+        return targets_lib.TargetModel(
+            initial_inference=self.initial_inference,
+            recurrent_fn=self.recurrent_fn,
+            search_recurrent_fn=self.search_recurrent_fn,
+            value_support=self.value_support,
+            reward_support=self.reward_support,
+            discount=self.signed_discount,
+            num_actions=self.num_actions,
+        )
+
     # ----------------------------------------------------------------------------- state
+
+    def record_spec(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """MuZero's replay fields: the acting policy and value (see the module docstring)."""
+        return {
+            "policy": jax.ShapeDtypeStruct((self.num_actions,), jnp.float32),
+            "value": jax.ShapeDtypeStruct((), jnp.float32),
+        }
 
     def init(self, key: jax.Array) -> MuZeroState:
         obs = jnp.zeros((1, *self.observation_space.shape), self.observation_space.dtype)
@@ -174,6 +222,10 @@ class MuZero(MuZeroTargets):
     def value(self, params, obs: jax.Array) -> jax.Array:
         """The value network's estimate of observations `[B, ...]` -> `[B]`."""
         return self.initial_inference(params, obs).value
+
+    def bootstrap_value(self, state: MuZeroState, obs: jax.Array) -> jax.Array:
+        """The truncation bootstrap: the online value network's estimate `[B]`."""
+        return self.value(state.params, obs)
 
     def act(
         self,
@@ -247,13 +299,18 @@ class MuZero(MuZeroTargets):
         }
         return action, info
 
+    def acting_metrics(self, infos: dict) -> dict[str, jax.Array]:
+        """`search/acting_simulations`: simulations the iteration's searches ran."""
+        return {"search/acting_simulations": jnp.sum(infos["simulations"]).astype(jnp.int32)}
+
     # ----------------------------------------------------------------------------- learning
 
     def unroll(self, params, obs: jax.Array, actions: jax.Array) -> dict:
         """Unrolls the model K steps from observations `[B, ...]` with actions `[B, K]`.
 
-        The dynamics run step by step; the prediction, reward and termination heads then run
-        once on all positions. Returns logits: policy `[B, K+1, A]`, value `[B, K+1, atoms]`,
+        The dynamics run step by step; the prediction heads, and the reward and termination
+        heads when an active loss term reads them, then run once on all positions. Returns
+        latents `[B, K+1, D]` and logits: policy `[B, K+1, A]`, value `[B, K+1, atoms]`,
         reward `[B, K, atoms]`, terminal `[B, K]`.
         """
         net = self.network
@@ -269,20 +326,38 @@ class MuZero(MuZeroTargets):
             features.append(feature)
         latents = jnp.stack(latents, axis=1)
         policy_logits, value_logits = net.apply(params, latents, method=MuZeroNetwork.predict)
-        reward_logits, terminal_logits = net.apply(
-            params, jnp.stack(features, axis=1), method=MuZeroNetwork.transition_heads
+        out = {"latents": latents, "policy_logits": policy_logits, "value_logits": value_logits}
+        if self.needs & {"unroll.reward_logits", "unroll.terminal_logits"}:
+            reward_logits, terminal_logits = net.apply(
+                params, jnp.stack(features, axis=1), method=MuZeroNetwork.transition_heads
+            )
+            out.update(reward_logits=reward_logits, terminal_logits=terminal_logits)
+        return out
+
+    def represent(self, params, obs: jax.Array) -> jax.Array:
+        """Latents `[..., D]` of observations `[..., *obs_shape]`."""
+        return self.network.apply(params, obs, method=MuZeroNetwork.represent)
+
+    def compute_targets(self, target_params, batch: dict, key: jax.Array) -> dict:
+        """The targets of a batch (`muzero_targets.compute_targets` with this agent's model,
+        computing what the active loss terms read)."""
+        return targets_lib.compute_targets(
+            self.target_model,
+            target_params,
+            batch,
+            key,
+            loss_config=self.config.loss,
+            search_config=self.config.search,
+            needs=self.needs,
+            represent=self.represent,
         )
-        return {
-            "policy_logits": policy_logits,
-            "value_logits": value_logits,
-            "reward_logits": reward_logits,
-            "terminal_logits": terminal_logits,
-        }
 
     def loss(self, params, targets: dict, batch: dict) -> tuple[jax.Array, dict]:
         unroll_steps = self.config.loss.unroll_steps
         out = self.unroll(params, batch["obs"][:, 0], batch["action"][:, :unroll_steps])
-        total, parts = losses.total_loss(out, targets, self.config.loss.weights, batch["weight"])
+        total, parts = losses.total_loss(
+            params, batch, out, targets, self.loss_weights, batch["weight"]
+        )
         predicted = self.value_support.logits_to_scalar(out["value_logits"][:, 0])
         return total, {"parts": parts, "value_error": jnp.abs(predicted - targets["value"][:, 0])}
 
@@ -290,29 +365,14 @@ class MuZero(MuZeroTargets):
         """One SGD step on a batch of windows.
 
         Returns the new state and metrics: `loss`, `loss/<term>` for each active term,
-        `grad_norm`, and `priority` `[B]` (|value target - predicted value| at position 0,
-        for prioritized replay).
+        `grad_norm`, `search/target_simulations` and `priority` `[B]` (|value target -
+        predicted value| at position 0, for prioritized replay).
         """
         targets = self.compute_targets(state.target_params, batch, key)
         targets = jax.lax.stop_gradient(targets)
         simulations = targets.pop("simulations")
-        nan_at = self.config.loss.inject_nan_at_update
-        if nan_at:
-            poison = jnp.where(state.num_updates + 1 == nan_at, jnp.nan, 1.0)
-            targets = dict(targets, value_probs=targets["value_probs"] * poison)
-        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            state.params, targets, batch
+        new, metrics = common.loss_step(
+            self.optimizer, self.config.optim, self.loss, state, targets, batch
         )
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        num_updates = state.num_updates + 1
-        copy = num_updates % self.config.optim.target_update_period == 0
-        target_params = jax.tree.map(
-            lambda p, t: jnp.where(copy, p, t), params, state.target_params
-        )
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
-        metrics.update({f"loss/{k}": v for k, v in aux["parts"].items()})
         metrics["search/target_simulations"] = simulations.astype(jnp.float32)
-        metrics["priority"] = aux["value_error"]
-        new_state = MuZeroState(params, target_params, opt_state, num_updates)
-        return new_state, metrics
+        return MuZeroState(*new), metrics

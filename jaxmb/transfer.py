@@ -1,0 +1,135 @@
+"""Transfer by part: start a run from parts of another run's parameters.
+
+    agent:
+      init_from: {run: runs/explore, parts: [encoder, model, dynamics_heads]}
+
+Parts follow Walker et al. 2023's decomposition of a MuZero agent (`agent.parts` maps each to
+the network's parameter groups):
+
+    encoder         the observation encoder                     (group `encoder`)
+    prior_heads     the policy and value heads                  (`policy`, `value`)
+    model           the dynamics core                           (`dynamics`)
+    dynamics_heads  the reward and termination heads            (`reward`, `terminal`)
+    q_head          the Q-learning baseline's Q head            (`q`)
+
+The named parts are copied bit for bit from the source run's latest checkpoint into both the
+online and the target parameters; every other part is initialised fresh, exactly as without
+transfer (same key, same values), and the optimiser state is always fresh. The source is read
+when a fresh run is initialised, never when a run resumes: a resumed fine-tuning run restores
+its own checkpoint and does not need the source any more.
+
+Seeds: member i of the new run takes member i of the source run; a source with one member
+gives it to every member; a single-seed program (`make_train` without `num_seeds`) takes the
+source's member 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmb.configlib import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Parameter groups read from a source run: `{"params": {group: tree}}`, leaves
+    `[members, ...]` (numpy)."""
+
+    run: str
+    parts: tuple[str, ...]
+    params: dict
+    members: int
+
+    def for_members(self, num_members: int) -> dict:
+        """The groups with a leading `[num_members]` axis (see the module docstring)."""
+        if self.members == num_members:
+            return self.params
+        if self.members == 1 or num_members == 1:
+            return jax.tree.map(
+                lambda x: np.broadcast_to(x[:1], (num_members, *x.shape[1:])), self.params
+            )
+        raise ConfigError(
+            f"{self.run} has {self.members} members and this run {num_members}: give the new "
+            "run as many seeds as the source, or a source of one member",
+            "agent.init_from.run",
+        )
+
+
+def _restore_agent_params(run: str) -> dict:
+    """The saved `agent.params` of a run's latest checkpoint, as nested dicts of numpy."""
+    import orbax.checkpoint as ocp
+
+    directory = os.path.abspath(os.path.join(run, "checkpoints"))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"{run} holds no checkpoints/ to transfer from", "agent.init_from.run")
+    manager = ocp.CheckpointManager(directory)
+    try:
+        step = manager.latest_step()
+        if step is None:
+            raise ConfigError(f"{run} holds no checkpoint to transfer from", "agent.init_from.run")
+        # Without a target, orbax gives back the saved tree as nested dicts of arrays.
+        saved = manager.restore(step, args=ocp.args.StandardRestore())
+    finally:
+        manager.close()
+    return jax.tree.map(np.asarray, saved["agent"]["params"])
+
+
+def load_source(config: Any, agent: Any) -> Source | None:
+    """The parts `config.agent.init_from` names, read from the source run; None without one.
+
+    Raises:
+      ConfigError: naming `agent.init_from.run` (no checkpoint) or `agent.init_from.parts` (a
+        part the source lacks, or of another shape: the message gives the part, the run and
+        both shapes).
+    """
+    init_from = config.agent.init_from
+    if not init_from.run:
+        return None
+    saved = _restore_agent_params(init_from.run)
+    fresh = jax.eval_shape(agent.init, jax.random.key(0)).params["params"]
+    groups = {}
+    members = None
+    for part in init_from.parts:
+        for group in agent.parts[part]:
+            if group not in saved.get("params", {}):
+                raise ConfigError(
+                    f"part '{part}' needs the parameter group '{group}', which {init_from.run} "
+                    f"does not have (its groups: {', '.join(sorted(saved.get('params', {})))})",
+                    "agent.init_from.parts",
+                )
+            tree = saved["params"][group]
+            want = jax.tree_util.tree_flatten_with_path(fresh[group])[0]
+            have = jax.tree_util.tree_flatten_with_path(tree)[0]
+            have_shapes = {jax.tree_util.keystr(p): x.shape[1:] for p, x in have}
+            want_shapes = {jax.tree_util.keystr(p): x.shape for p, x in want}
+            if have_shapes != want_shapes:
+                raise ConfigError(
+                    f"part '{part}': {init_from.run} holds '{group}' with shapes {have_shapes}, "
+                    f"this run's agent needs {want_shapes}",
+                    "agent.init_from.parts",
+                )
+            members = have[0][1].shape[0] if have else members
+            groups[group] = jax.tree.map(lambda x, f: np.asarray(x, f.dtype), tree, fresh[group])
+    return Source(init_from.run, tuple(init_from.parts), {"params": groups}, members or 1)
+
+
+def apply(agent_state: Any, source_params: dict) -> Any:
+    """`agent_state` with the groups of `source_params` (one member's, no seed axis) in its
+    online and target parameters."""
+
+    def merged(params: dict) -> dict:
+        inner = dict(params["params"])
+        for group, tree in source_params["params"].items():
+            inner[group] = jax.tree.map(jnp.asarray, tree)
+        return {**params, "params": inner}
+
+    changes = {"params": merged(agent_state.params)}
+    if hasattr(agent_state, "target_params"):
+        changes["target_params"] = merged(agent_state.target_params)
+    return agent_state.replace(**changes)
