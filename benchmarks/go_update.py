@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 from benchmarks import _common  # noqa: E402
 from jaxmb import config as config_lib  # noqa: E402
 from jaxmb import replay as replay_lib  # noqa: E402
-from jaxmb.train import _Loop  # noqa: E402
+from jaxmb.loop import Loop  # noqa: E402
 
 VARIANTS = {
     "preset (mlp, augmented)": [],
@@ -53,7 +53,7 @@ def _time(fn, repeats: int) -> float:
 def measure(overrides: list[str], repeats: int) -> dict:
     preset = os.path.join(ROOT, "configs", "muzero", "go_9x9.yaml")
     config = config_lib.load(preset, ["agent.search.model=env", *overrides])
-    loop = _Loop(config)
+    loop = Loop(config)
     state = loop.init(jax.random.key(0))
     cap = replay_lib.capacity(state.replay)
     replay = state.replay.replace(num_written=jnp.asarray(cap // 2, jnp.int32))

@@ -34,7 +34,7 @@ from benchmarks._common import metadata, write  # noqa: E402
 from jaxmb import config as config_lib  # noqa: E402
 from jaxmb import configlib  # noqa: E402
 from jaxmb.experiments.variants import SWITCHES, variant_overrides  # noqa: E402
-from jaxmb.train import _Loop, make_train  # noqa: E402
+from jaxmb.loop import Loop, make_train  # noqa: E402
 
 QUICK = [
     "agent.network.hidden_sizes=[32]",
@@ -82,7 +82,7 @@ def train_step_rate(overrides: list[str], iterations: int) -> dict:
 def acting_rate(overrides: list[str], budget: int, repeats: int) -> dict:
     """Greedy actions/s for a batch of `num_eval_envs` observations at a test budget."""
     cfg = _config(overrides, 1)
-    loop = _Loop(cfg)
+    loop = Loop(cfg)
     agent_state = loop.agent.init(jax.random.key(0))
     obs = jnp.zeros((cfg.env.num_eval_envs, *loop.env.observation_space.shape), jnp.float32)
 

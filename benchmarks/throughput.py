@@ -7,7 +7,8 @@ and time-to-solve of the default CartPole preset.
 Prints a table and writes `benchmarks/results/throughput.json`. The matched setting is
 `configs/muzero/matched.yaml`: 8 envs, 25 simulations, unroll 5, TD 5, batch 256, 0.25 SGD
 updates per env step, MLP width 128, 601-atom supports, uniform replay, no reanalyse; the
-evaluation episodes are switched off while timing.
+evaluation episodes are switched off while timing. The Q-learning baseline is timed at the same
+setting (`agent.kind=q_learning`, search and model keys back at their defaults).
 
 Utilisation: XLA's own cost analysis gives the FLOPs of one SGD update and of one search
 (root inference + num_simulations recurrent steps), which add up to FLOPs per env step; the
@@ -36,6 +37,8 @@ sys.path.insert(0, ROOT)
 
 from jaxmb import config as config_lib  # noqa: E402
 from jaxmb import replay as replay_lib  # noqa: E402
+from jaxmb.agents.registry import with_kind  # noqa: E402
+from jaxmb.loop.collect import record_template  # noqa: E402
 from jaxmb.train import make_train  # noqa: E402
 
 
@@ -81,7 +84,7 @@ def flops_per_env_step(config) -> dict:
     loop = train.loop
     state = loop.init(jax.random.key(0))
     # A full replay of placeholder steps: FLOPs do not depend on the values.
-    example = loop._example_step(state.obs)
+    example = record_template(loop.agent, state.obs)
     shape = (config.env.num_envs, loop.steps_per_env)
     data = jax.tree.map(lambda x: jnp.broadcast_to(x, (*shape, *x.shape)), example)
     replay = state.replay.replace(data=data, num_written=jnp.int32(loop.steps_per_env))
@@ -213,6 +216,15 @@ def main() -> None:
         "env_steps_per_second": steps / r_run,
     }
 
+    # The controlled model-free baseline at the matched setting: the same encoder, heads,
+    # replay, replay ratio, batch and optimiser, no model and no search.
+    q_cfg = with_kind(matched, "q_learning")
+    q_compile, q_run, _, _ = run_program(q_cfg, None)
+    results["matched_q_learning"] = {
+        "compile_seconds": q_compile,
+        "env_steps_per_second": steps / q_run,
+    }
+
     seed_cfg = config_lib.configlib.replace(
         matched, train=config_lib.configlib.replace(matched.train, total_env_steps=seed_steps)
     )
@@ -257,6 +269,11 @@ def main() -> None:
     print(
         f"matched + reanalyse 0.25: {r['env_steps_per_second']:.1f} env steps/s "
         f"(compile {r['compile_seconds']:.1f} s)"
+    )
+    q = results["matched_q_learning"]
+    print(
+        f"matched, Q-learning baseline: {q['env_steps_per_second']:.1f} env steps/s "
+        f"(compile {q['compile_seconds']:.1f} s)"
     )
     print(f"{'seeds':>5} {'vmapped steps/s':>16} {'sequential steps/s':>19} {'ratio':>6}")
     for row in rows:

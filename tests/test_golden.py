@@ -100,8 +100,15 @@ def test_record_golden():
         json.dump(data, f)
 
 
+#: The two preset cases take about a minute each on 2 cores: `make test-all` runs them, and
+#: the TINY cases cover the same code paths in `make test`.
+_HEAVY = {"default", "matched"}
+
+
 @pytest.mark.skipif(bool(os.environ.get("JAXMB_RECORD_GOLDEN")), reason="recording")
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.heavy) if n in _HEAVY else n for n in CASES]
+)
 def test_metrics_match_the_golden_file(name):
     golden = _load()[name]
     got = _run(name)
