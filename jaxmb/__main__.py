@@ -1,15 +1,18 @@
-"""Command line: `python -m jaxmb {train,eval,config} ...`.
+"""Command line: `python -m jaxmb {train,sweep,eval,experiment,config,presets} ...`.
 
 python -m jaxmb train                                   # the default: MuZero on CartPole-v1
-python -m jaxmb train configs/muzero/cartpole.yaml agent.search.num_simulations=50 --seeds 4
-python -m jaxmb sweep configs/muzero/cartpole.yaml --seeds 3 \
+python -m jaxmb train muzero/acrobot agent.search.num_simulations=50 --seeds 4   # a preset
+python -m jaxmb train configs/muzero/acrobot.yaml       # the same, by path (or your own YAML)
+python -m jaxmb sweep muzero/cartpole --seeds 3 \
     --grid agent.optim.learning_rate=1e-3,3e-3 --grid agent.loss.discount=0.97,0.99
 python -m jaxmb train ... --coordinator host0:1234 --num-processes 2 --process-id 0   # on host 0
-python -m jaxmb train configs/muzero/cartpole.yaml --variant one_step   # a planning variant
+python -m jaxmb train muzero/cartpole --variant one_step   # a planning variant
 python -m jaxmb experiment planning --env gymnax:CartPole-v1 --seeds 5
+python -m jaxmb experiment planning planning_cartpole_cpu   # the preset experiments/...
 python -m jaxmb eval runs/<name> --episodes 32
 python -m jaxmb eval runs/<go run> --episodes 128 --simulations 64 --env-param no_pass_before=0
 python -m jaxmb config                                  # every key, its default and help
+python -m jaxmb presets                                 # every preset name, what it is
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import sys
 
 
 def _split_overrides(items: list[str]) -> tuple[str | None, list[str]]:
-    """The first positional may be a YAML preset; the rest are dotted overrides."""
+    """The first positional may be a preset (a name or a YAML path); the rest are dotted
+    overrides."""
     if items and "=" not in items[0]:
         return items[0], items[1:]
     return None, items
@@ -157,7 +161,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _with_env(env_id: str | None, changes: dict, overrides: list[str]) -> list[str]:
-    """An experiment's `--env ID`: the env's `configs/muzero` preset becomes the base (set in
+    """An experiment's `--env ID`: the env's `muzero/` preset becomes the base (set in
     `changes`) and `env.id=ID` the first override. Returns the overrides."""
     if env_id is None:
         return overrides
@@ -168,12 +172,13 @@ def _with_env(env_id: str | None, changes: dict, overrides: list[str]) -> list[s
 
 
 def _generalisation(args: argparse.Namespace, path, overrides) -> int:
+    from jaxmb import presets
     from jaxmb.experiments import generalisation, planning
 
     changes = {"seeds": args.seeds, "levels": args.levels}
     overrides = _with_env(args.env, changes, overrides)
     if path is not None:
-        with open(path) as f:
+        with open(presets.resolve(path, group="experiments"), encoding="utf-8") as f:
             changes = {**planning.yaml.safe_load(f), **{k: v for k, v in changes.items() if v}}
     changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v}
     spec = generalisation.GeneralisationSpec(**changes)
@@ -215,6 +220,22 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _presets(args: argparse.Namespace) -> int:
+    from jaxmb import presets
+    from jaxmb.config import ConfigError
+
+    groups = sorted({name.split("/")[0] for name in presets.names()})
+    if args.group is not None and args.group not in groups:
+        raise ConfigError(f"no preset folder {args.group!r}; the folders: {', '.join(groups)}")
+    print(presets.table(args.group))
+    print(
+        f"\nfiles in {presets.root()}. Load one by name: `python -m jaxmb train muzero/cartpole`"
+        ', `jaxmb.config.load("muzero/cartpole")`; an experiment: `python -m jaxmb experiment '
+        "planning planning_cartpole_cpu`."
+    )
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     from jaxmb import configlib
     from jaxmb.config import Config
@@ -240,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an agent (agent.kind); writes runs/<name>/")
-    train.add_argument("items", nargs="*", help="[preset.yaml] key=value overrides")
+    train.add_argument("items", nargs="*", help="[preset name or YAML path] key=value overrides")
     train.add_argument("--seeds", type=int, help="seeds trained together (run.num_seeds)")
     train.add_argument("--name", help="run directory name (run.name)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -252,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     train.set_defaults(func=_train)
     _add_process_options(train)
     sw = sub.add_parser("sweep", help="train a grid of hyperparameters x seeds in one program")
-    sw.add_argument("items", nargs="*", help="[preset.yaml] key=value overrides of the base")
+    sw.add_argument(
+        "items", nargs="*", help="[preset name or YAML path] key=value overrides of the base"
+    )
     sw.add_argument("--seeds", type=int, default=1, help="seeds per grid point")
     sw.add_argument(
         "--grid",
@@ -286,8 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("experiment", help="run a research experiment (planning)")
     ex.add_argument("which", choices=["planning", "planning-generalisation"], help="the experiment")
     ex.add_argument("--levels", type=int, help="planning-generalisation: training levels")
-    ex.add_argument("items", nargs="*", help="[experiment.yaml] key=value overrides of the base")
-    ex.add_argument("--env", help="env id; its configs/muzero preset becomes the base")
+    ex.add_argument(
+        "items",
+        nargs="*",
+        help="[experiment preset (experiments/<name>, the folder may be left out) or YAML "
+        "path] key=value overrides of the base",
+    )
+    ex.add_argument("--env", help="env id; its muzero/ preset becomes the base")
     ex.add_argument("--seeds", type=int, help="seeds per variant")
     ex.add_argument("--name", help="experiment directory name under --root")
     ex.add_argument("--root", default="runs", help="folder holding experiment directories")
@@ -298,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.set_defaults(func=_experiment)
     cfg = sub.add_parser("config", help="list every config key with its default and help")
     cfg.set_defaults(func=_config)
+    pr = sub.add_parser("presets", help="list the YAML presets that load by name")
+    pr.add_argument("group", nargs="?", help="only this folder: muzero, q_learning, experiments")
+    pr.set_defaults(func=_presets)
     # Overrides may come after options (`train --seeds 2 a.b=1`): collect the leftovers.
     args, extra = parser.parse_known_args(argv)
     stray = [e for e in extra if e.startswith("-") or "=" not in e]

@@ -1,10 +1,11 @@
 """Typed, frozen configuration: the one source of truth for a run.
 
-A `Config` is a tree of frozen dataclasses. YAML presets (`configs/muzero/*.yaml`) fill it and
-dotted overrides change single fields::
+A `Config` is a tree of frozen dataclasses. YAML presets (`configs/muzero/*.yaml`, shipped in
+the package and loaded by name: `jaxmb.presets`) fill it and dotted overrides change single
+fields::
 
-    cfg = jaxmb.config.load("configs/muzero/cartpole.yaml",
-                            overrides=["agent.search.num_simulations=50"])
+    cfg = jaxmb.config.load("muzero/cartpole", overrides=["agent.search.num_simulations=50"])
+    cfg = jaxmb.config.load("configs/muzero/cartpole.yaml")   # a path works too
 
 Unknown keys, wrong types, out-of-range values and inconsistent combinations raise
 `ConfigError` naming the key. `python -m jaxmb config` prints every key with its help.
@@ -13,10 +14,11 @@ Unknown keys, wrong types, out-of-range values and inconsistent combinations rai
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from jaxmb import configlib
+from jaxmb import configlib, presets
 from jaxmb.agents.registry import MUZERO_LOSS_WEIGHTS
 from jaxmb.configlib import ConfigError, check, field
 
@@ -494,6 +496,11 @@ class RunConfig:
     num_seeds: int = field(1, low=1, help="seeds trained together with vmap")
     tensorboard: bool = field(True, help="write TensorBoard events")
     progress: bool = field(True, help="show a rich progress bar")
+    compile_cache: bool = field(
+        True,
+        help="keep compiled programs in JAX's persistent cache under "
+        "$XDG_CACHE_HOME/jaxmb/jax-compile-cache (JAX_COMPILATION_CACHE_DIR wins)",
+    )
 
 
 @_frozen
@@ -559,9 +566,19 @@ class Config:
         return max(1, round(env_steps / self.steps_per_iteration))
 
 
-def load(path: str | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Builds a `Config` from an optional YAML preset and dotted overrides."""
-    return configlib.load(path, overrides, cls=Config)
+def load(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Builds a `Config` from an optional YAML preset and dotted overrides.
+
+    Args:
+      path: A YAML file, or a preset's name (`"muzero/cartpole"`; `python -m jaxmb presets`
+        lists them), or None for the defaults alone. An existing file wins over a name.
+      overrides: Dotted `key=value` strings, applied after the file.
+
+    Raises:
+      ConfigError: For a file or name that matches nothing (naming the close presets), or any
+        problem in the values.
+    """
+    return configlib.load(None if path is None else presets.resolve(path), overrides, cls=Config)
 
 
 def from_dict(data) -> Config:

@@ -1,9 +1,15 @@
-"""Where metrics go on the host: metrics.jsonl, TensorBoard and a rich progress bar.
+"""Where metrics go on the host: metrics.jsonl, TensorBoard and the progress display.
 
 `RunLogger` is the callback `make_train` calls every `train.log_every` env steps. It receives
 one dict of arrays (a leading `[num_seeds]` axis when seeds are trained together) and turns it
-into one JSON line per seed, TensorBoard scalars and a progress-bar update. Nothing here runs
+into one JSON line per seed, TensorBoard scalars and a progress update. Nothing here runs
 per environment step.
+
+Progress is a rich bar on an interactive terminal (or in Jupyter). Anywhere else (a log
+captured from `make run`, CI, `| tee`) a bar is cut to a few characters or redrawn as
+escape codes, so each log interval prints one plain line instead:
+
+    train 2,048/19,968 env steps | return 21.3 | eval - | loss 1.234 | 210 steps/s | 0:00:09 elapsed
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -24,6 +31,39 @@ def _scalar(x: Any) -> float | int | None:
     return value
 
 
+def _mean(report: dict[str, np.ndarray], key: str, digits: int) -> str:
+    """The members' mean of one metric, or "-" when no member has a finite value yet."""
+    values = report.get(key, np.array([np.nan])).astype(np.float64).reshape(-1)
+    return f"{np.nanmean(values):.{digits}f}" if np.isfinite(values).any() else "-"
+
+
+def _clock(seconds: float) -> str:
+    """H:MM:SS, as rich's elapsed-time column shows it."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def _progress_bar(console):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("env steps"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+    )
+
+
 class RunLogger:
     """Host-side sink for the metrics callback.
 
@@ -32,7 +72,10 @@ class RunLogger:
       total_env_steps: for the progress bar.
       num_seeds: members trained together (the leading axis of every metric), or None.
       tensorboard: write TensorBoard events.
-      progress: show a rich progress bar (env steps, episode return, loss, steps/s).
+      progress: show progress (env steps, episode return, eval return, loss, steps/s,
+        elapsed time): a rich bar on an interactive terminal, one plain line per log
+        interval on any other stream.
+      stream: where progress goes (default: `sys.stdout` when the logger is made).
     """
 
     def __init__(
@@ -43,6 +86,7 @@ class RunLogger:
         num_seeds: int | None = None,
         tensorboard: bool = True,
         progress: bool = True,
+        stream: TextIO | None = None,
     ):
         self.run_dir = run_dir
         self.num_seeds = num_seeds
@@ -53,25 +97,18 @@ class RunLogger:
             from tensorboardX import SummaryWriter
 
             self._writer = SummaryWriter(os.path.join(run_dir, "tensorboard"))
-        self._progress = None
+        self._stream = sys.stdout if stream is None else stream
+        self._progress = None  # the rich bar, on a terminal
         self._task = None
+        self._lines = False  # one plain line per log interval, anywhere else
         if progress:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
+            from rich.console import Console
 
-            self._progress = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("env steps"),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[status]}"),
-            )
+            console = Console(file=self._stream)
+            if console.is_interactive or console.is_jupyter:
+                self._progress = _progress_bar(console)
+            else:
+                self._lines = True
         self._start_time: float | None = None
         self._start_steps = 0
 
@@ -107,22 +144,22 @@ class RunLogger:
                 if np.isfinite(values).any():
                     self._writer.add_scalar(key, float(np.nanmean(values)), steps)
             self._writer.flush()
-        if self._progress is not None and self._task is not None:
-            elapsed = max(time.perf_counter() - (self._start_time or time.perf_counter()), 1e-9)
-            rate = members * (steps - self._start_steps) / elapsed
-
-            def mean(key: str) -> str:
-                values = report[key].astype(np.float64).reshape(-1)
-                return f"{np.nanmean(values):.1f}" if np.isfinite(values).any() else "-"
-
-            def mean_loss() -> str:
-                values = report.get("loss", np.array([np.nan])).astype(np.float64).reshape(-1)
-                return f"{np.nanmean(values):.3f}" if np.isfinite(values).any() else "-"
-
-            status = (
-                f"return {mean('progress/train_return')} | eval {mean('progress/eval_return')}"
-                f" | loss {mean_loss()} | {rate:,.0f} steps/s"
+        if self._progress is None and not self._lines:
+            return
+        elapsed = max(time.perf_counter() - (self._start_time or time.perf_counter()), 1e-9)
+        rate = members * (steps - self._start_steps) / elapsed
+        status = (
+            f"return {_mean(report, 'progress/train_return', 1)}"
+            f" | eval {_mean(report, 'progress/eval_return', 1)}"
+            f" | loss {_mean(report, 'loss', 3)} | {rate:,.0f} steps/s"
+        )
+        if self._lines:
+            line = (
+                f"train {steps:,}/{self.total_env_steps:,} env steps | {status}"
+                f" | {_clock(elapsed)} elapsed"
             )
+            print(line, file=self._stream, flush=True)
+        elif self._task is not None:
             self._progress.update(self._task, completed=steps, status=status)
 
     def close(self) -> None:

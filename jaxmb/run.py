@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxmb import configlib, distributed
+from jaxmb import compile_cache, configlib, distributed
 from jaxmb.checkpoint import Checkpointer, is_key
 from jaxmb.config import Config, ConfigError
 from jaxmb.logger import RunLogger
@@ -295,6 +295,7 @@ def train_run(
       keys: `[num_seeds]` PRNG keys (default: split from `run.seed`).
       run_dir: the directory to fill (default: `run.root/run.name`).
     """
+    compile_cache.enable(config.run.compile_cache)
     where = _open_run_dir(config, run_dir)
     logger = None
     if where.primary:

@@ -94,3 +94,35 @@ def test_experiment_env_option_picks_the_env_preset_as_base():
     assert overrides == ["env.id=gymnax:Acrobot-v1", "train.total_env_steps=64"]
     unchanged = {"seeds": 2}
     assert _with_env(None, unchanged, ["a=1"]) == ["a=1"] and unchanged == {"seeds": 2}
+
+
+def test_presets_lists_every_name_with_its_description(capsys):
+    from jaxmb import presets
+    from jaxmb.__main__ import main
+
+    assert main(["presets"]) == 0
+    table, footer = capsys.readouterr().out.split("\n\n")  # the rows, then where they are
+    lines = table.splitlines()
+    assert len(lines) == len(presets.names()) and str(presets.root()) in footer
+    for name in presets.names():
+        (line,) = [x for x in lines if x.split(" ", 1)[0] == name]
+        assert line.split(None, 1)[1] == presets.description(name)
+    assert main(["presets", "q_learning"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0]
+    assert [x.split(" ", 1)[0] for x in table.splitlines()] == ["q_learning/cartpole"]
+    assert main(["presets", "muzeros"]) == 2
+    assert "experiments, muzero, q_learning" in capsys.readouterr().err
+
+
+def test_cli_takes_preset_names_and_suggests_close_ones(capsys):
+    from jaxmb.__main__ import main
+
+    # Each fails while reading its config, before anything is built or compiled.
+    assert main(["train", "muzero/cartpol", "train.total_env_steps=64"]) == 2
+    assert "did you mean 'muzero/cartpole', 'q_learning/cartpole'?" in capsys.readouterr().err
+    assert main(["sweep", "configs/muzero/acrobt.yaml"]) == 2
+    assert "did you mean 'muzero/acrobot'" in capsys.readouterr().err
+    assert main(["experiment", "planning", "planning_cartpole_cpux"]) == 2
+    assert "'experiments/planning_cartpole_cpu'" in capsys.readouterr().err
+    assert main(["experiment", "planning-generalisation", "generalisation_minipacman"]) == 2
+    assert "'experiments/generalisation_minipacman_cpu'" in capsys.readouterr().err

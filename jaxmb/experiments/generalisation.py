@@ -39,7 +39,8 @@ class GeneralisationSpec:
     """What `run_generalisation` trains and measures.
 
     Attributes:
-      base: the preset (a YAML path); its env must take `num_levels` and `start_level`.
+      base: the preset (a name or a YAML path); its env must take `num_levels` and
+        `start_level`.
       overrides: dotted overrides of `base`.
       levels: training levels `[0, levels)`.
       seeds: seeds trained together.

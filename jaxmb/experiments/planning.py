@@ -1,7 +1,8 @@
 """The planning experiment (Hamrick et al. 2021): where search helps, and how much of it.
 
     python -m jaxmb experiment planning --env gymnax:CartPole-v1 --seeds 5
-    python -m jaxmb experiment planning configs/experiments/planning.yaml --name my-study
+    python -m jaxmb experiment planning planning --name my-study   # experiments/planning
+    python -m jaxmb experiment planning configs/experiments/planning.yaml   # or by path
 
 1. Every variant of `jaxmb.experiments.variants` (One-Step, Learn, Data, Learn+Data,
    Learn+Data+Eval) trains with every seed: one compiled program per variant (the switches
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import glob
 import json
 import os
 import time
@@ -43,13 +43,11 @@ import numpy as np
 import yaml
 
 from jaxmb import config as config_lib
-from jaxmb import configlib
+from jaxmb import configlib, presets
 from jaxmb.config import Config, ConfigError
 from jaxmb.experiments import plots
 from jaxmb.experiments.variants import LABELS, SWITCHES, variant_overrides
 from jaxmb.plotting import steps_label
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,7 +55,7 @@ class PlanningSpec:
     """What `run_planning` trains and measures (the keys of `configs/experiments/*.yaml`).
 
     Attributes:
-      base: the preset the variants start from (a YAML path).
+      base: the preset the variants start from: a name (`muzero/cartpole`) or a YAML path.
       overrides: dotted overrides applied to `base` before each variant's switches.
       variants: names from `jaxmb.experiments.variants.SWITCHES`.
       seeds: seeds per variant.
@@ -121,10 +119,11 @@ QUICK: dict[str, Any] = {
 
 
 def load_spec(path: str | None, **changes: Any) -> PlanningSpec:
-    """A `PlanningSpec` from an optional YAML file, then keyword changes (None = keep)."""
+    """A `PlanningSpec` from an optional YAML file or preset name (`planning_cartpole_cpu`, in
+    `experiments/`), then keyword changes (None = keep)."""
     data: dict[str, Any] = {}
     if path is not None:
-        with open(path) as f:
+        with open(presets.resolve(path, group="experiments"), encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
     known = {f.name for f in dataclasses.fields(PlanningSpec)}
     for key in data:
@@ -136,19 +135,20 @@ def load_spec(path: str | None, **changes: Any) -> PlanningSpec:
 
 
 def preset_for_env(env_id: str) -> str:
-    """The `configs/muzero/*.yaml` preset whose `env.id` is `env_id` (else the default)."""
-    for path in sorted(glob.glob(os.path.join(ROOT, "configs", "muzero", "*.yaml"))):
-        with open(path) as f:
-            if (yaml.safe_load(f) or {}).get("env", {}).get("id") == env_id:
-                return path
-    return os.path.join(ROOT, "configs", "muzero", "cartpole.yaml")
+    """The file of the `muzero/` preset whose `env.id` is `env_id` (else `muzero/cartpole`'s),
+    as an absolute path."""
+    for name in presets.names("muzero"):
+        path = presets.path(name)
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if data.get("env", {}).get("id") == env_id:
+            return str(path)
+    return str(presets.path("muzero/cartpole"))
 
 
 def _base_config(spec: PlanningSpec, extra: Sequence[str] = ()) -> Config:
-    path = spec.base if os.path.isabs(spec.base) else os.path.join(ROOT, spec.base)
-    if not os.path.exists(path):
-        path = spec.base
-    return config_lib.load(path, [*spec.overrides, *extra])
+    # `base` is a file, else a preset name; the YAMLs' `configs/muzero/...` paths read as names
+    # where the repository is not (jaxmb.presets.resolve).
+    return config_lib.load(spec.base, [*spec.overrides, *extra])
 
 
 def variant_config(spec: PlanningSpec, variant: str, extra: Sequence[str] = ()) -> Config:
