@@ -103,3 +103,25 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def read_saved(directory: str, step: int | None = None) -> tuple[int, Any]:
+    """Checkpoint `step` (default: the latest) of `directory` as it was saved: nested dicts
+    of numpy arrays, without a template (to read a part, such as the agent's parameters,
+    without building the train state). Keys stay raw `uint32` data.
+
+    Raises:
+      FileNotFoundError: when `directory` holds no checkpoint.
+    """
+    directory = os.path.abspath(directory)
+    if not os.path.isdir(directory):  # orbax's manager would create it
+        raise FileNotFoundError(f"no checkpoint in {directory}")
+    manager = ocp.CheckpointManager(directory)
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {directory}")
+        saved = manager.restore(step, args=ocp.args.StandardRestore())
+    finally:
+        manager.close()
+    return step, saved

@@ -95,8 +95,7 @@ def load_policy(run_dir: str, *, member: int = 0, seed: int = 0, step: int | Non
         FileNotFoundError: when the directory has no config or no checkpoint.
         ValueError: when the checkpoint's parameters do not fit the run's config.
     """
-    import orbax.checkpoint as ocp
-
+    from jaxmb.checkpoint import read_saved
     from jaxmb.train import build_agent, build_env
 
     config_path = os.path.join(run_dir, "config.yaml")
@@ -109,15 +108,8 @@ def load_policy(run_dir: str, *, member: int = 0, seed: int = 0, step: int | Non
     env, env_params = build_env(config)
     agent = build_agent(config, env, env_params)
     directory = os.path.abspath(os.path.join(run_dir, "checkpoints"))
-    manager = ocp.CheckpointManager(directory)
-    try:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {directory}")
-        # Without a target, orbax gives back the saved tree as nested dicts of arrays.
-        saved = manager.restore(step, args=ocp.args.StandardRestore())["agent"]
-    finally:
-        manager.close()
+    step, saved = read_saved(directory, step)
+    saved = saved["agent"]
     # Shapes only: tracing init is much cheaper than running it op by op.
     fresh = jax.eval_shape(agent.init, jax.random.key(0))
 

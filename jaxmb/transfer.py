@@ -63,20 +63,14 @@ class Source:
 
 def _restore_agent_params(run: str) -> dict:
     """The saved `agent.params` of a run's latest checkpoint, as nested dicts of numpy."""
-    import orbax.checkpoint as ocp
+    from jaxmb.checkpoint import read_saved  # orbax: imported only when a run transfers
 
-    directory = os.path.abspath(os.path.join(run, "checkpoints"))
-    if not os.path.isdir(directory):
-        raise ConfigError(f"{run} holds no checkpoints/ to transfer from", "agent.init_from.run")
-    manager = ocp.CheckpointManager(directory)
     try:
-        step = manager.latest_step()
-        if step is None:
-            raise ConfigError(f"{run} holds no checkpoint to transfer from", "agent.init_from.run")
-        # Without a target, orbax gives back the saved tree as nested dicts of arrays.
-        saved = manager.restore(step, args=ocp.args.StandardRestore())
-    finally:
-        manager.close()
+        _, saved = read_saved(os.path.join(run, "checkpoints"))
+    except FileNotFoundError as err:
+        raise ConfigError(
+            f"{run} holds no checkpoint to transfer from", "agent.init_from.run"
+        ) from err
     return jax.tree.map(np.asarray, saved["agent"]["params"])
 
 

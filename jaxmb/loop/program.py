@@ -168,10 +168,9 @@ class Loop:
         source = None
         if transfer and self.transfer_source is not None:
             source = self.transfer_source.for_members(num_seeds)
-        if num_seeds == 1:  # no vmap of one: see `make_train`
-            one = None if source is None else jax.tree.map(lambda x: x[0], source)
-            return with_seed_axis(self.init(keys[0], one))
         one = None if source is None else jax.tree.map(lambda x: x[0], source)
+        if num_seeds == 1:  # no vmap of one: see `make_train`
+            return with_seed_axis(self.init(keys[0], one))
         axes = seed_axes(self._cached_shapes("init", lambda: self.init(keys[0], one)))
         return jax.vmap(self.init, in_axes=(0, 0), out_axes=axes)(keys, source)
 
