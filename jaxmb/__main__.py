@@ -5,6 +5,7 @@ python -m jaxmb train muzero/acrobot agent.search.num_simulations=50 --seeds 4  
 python -m jaxmb train configs/muzero/acrobot.yaml       # the same, by path (or your own YAML)
 python -m jaxmb sweep muzero/cartpole --seeds 3 \
     --grid agent.optim.learning_rate=1e-3,3e-3 --grid agent.loss.discount=0.97,0.99
+python -m jaxmb sweep muzero/cartpole --grid agent.network.latent_dim=32,64   # 2 compiles
 python -m jaxmb train ... --coordinator host0:1234 --num-processes 2 --process-id 0   # on host 0
 python -m jaxmb train muzero/cartpole --variant one_step   # a planning variant
 python -m jaxmb experiment planning --env gymnax:CartPole-v1 --seeds 5
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 
 def _split_overrides(items: list[str]) -> tuple[str | None, list[str]]:
@@ -75,19 +77,42 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_grid(items: list[str]) -> dict[str, list[float]]:
+def _grid_value(raw: str) -> Any:
+    """A grid value as an override reads it: an int, a float (`1e-3` too), else YAML."""
+    import yaml
+
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    return yaml.safe_load(raw)
+
+
+def _split_values(raw: str) -> list[str]:
+    """`a,b` -> [a, b]; commas inside brackets or braces stay (`[64,64],[128]`)."""
+    values, depth, start = [], 0, 0
+    for i, char in enumerate(raw):
+        depth += char in "[{"
+        depth -= char in "]}"
+        if char == "," and depth == 0:
+            values.append(raw[start:i])
+            start = i + 1
+    values.append(raw[start:])
+    return [v.strip() for v in values]
+
+
+def _parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """`key=v1,v2,...` strings -> {key: [v1, v2, ...]}."""
     from jaxmb.config import ConfigError
 
-    grid: dict[str, list[float]] = {}
+    grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key or not raw:
+        values = _split_values(raw)
+        if not sep or not key or not raw or not all(values):
             raise ConfigError(f"--grid takes key=v1,v2,..., got {item!r}")
-        try:
-            grid[key.strip()] = [float(v) for v in raw.split(",")]
-        except ValueError as err:
-            raise ConfigError(f"--grid values must be numbers, got {raw!r}", key) from err
+        grid[key.strip()] = [_grid_value(v) for v in values]
     return grid
 
 
@@ -272,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     train.set_defaults(func=_train)
     _add_process_options(train)
-    sw = sub.add_parser("sweep", help="train a grid of hyperparameters x seeds in one program")
+    sw = sub.add_parser(
+        "sweep", help="train a grid of hyperparameters x seeds (one compile per structural point)"
+    )
     sw.add_argument(
         "items", nargs="*", help="[preset name or YAML path] key=value overrides of the base"
     )
@@ -282,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=V1,V2",
-        help="a sweepable key and its values (repeat for a product grid)",
+        help="a config key and its values (repeat for a product grid); sweepable keys share "
+        "one compile, structural ones (network sizes, num_simulations, ...) compile once per "
+        "value: agent.network.latent_dim=32,64 or agent.network.hidden_sizes=[64,64],[128]",
     )
     sw.add_argument("--name", help="sweep directory name")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -10,7 +10,8 @@ A key may be swept when its field is declared with `field(..., static=False)` in
 weights, the dynamics gradient scale, the terminal threshold, search noise and exploration
 constants, prioritized-replay exponents. Everything that shapes the compiled program (network
 sizes, `num_simulations`, `unroll_steps`, `td_steps`, batch size, which loss terms exist, ...)
-is structural: sweeping it raises `ConfigError` naming the key. A loss weight may be swept
+is structural: `train` refuses it with a `ConfigError` naming the key (`jaxmb.sweep` takes
+structural keys too, with one compile per structural point). A loss weight may be swept
 only for a term the base config keeps (a weight of 0 removes the term from the program).
 
 Inside `train`, the values replace the config's leaves (`substitute`) before the agent is
@@ -31,7 +32,7 @@ from typing import Any
 from jaxmb import configlib
 from jaxmb.configlib import ConfigError
 
-__all__ = ["check_keys", "check_values", "sweepable_keys", "substitute"]
+__all__ = ["all_keys", "check_keys", "check_values", "sweepable_keys", "substitute"]
 
 
 def _sections(cfg: Any):
@@ -64,7 +65,8 @@ def sweepable_keys(config: Any) -> list[str]:
     return keys
 
 
-def _all_leaf_keys(config: Any) -> list[str]:
+def all_keys(config: Any) -> list[str]:
+    """Every key of `config`, sections' leaves and dict entries included, dotted."""
     keys = []
     for key, _, value in _sections(config):
         keys.append(key)
@@ -81,7 +83,7 @@ def check_keys(config: Any, keys: typing.Iterable[str]) -> None:
     config removes.
     """
     sweepable = sweepable_keys(config)
-    known = _all_leaf_keys(config)
+    known = all_keys(config)
     unread = _unread(config)
     for key in keys:
         if key in sweepable:

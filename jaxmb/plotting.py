@@ -85,14 +85,15 @@ def plot_sweep(
       title: figure title.
       xlabel: what `metrics["env_steps"]` counts (`steps_label(config)`).
     """
-    steps = metrics["env_steps"][0]
     evals = metrics["eval/episode_return"]
-    evaluated = np.isfinite(evals).any(axis=0)
     fig, (curves, bars) = plt.subplots(
         1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]}
     )
     means, lows, highs = [], [], []
     for p, label in enumerate(point_labels):
+        # Per point: a structural key (num_envs, ...) may change the steps per iteration.
+        steps = metrics["env_steps"][member_point == p][0]
+        evaluated = np.isfinite(evals[member_point == p]).any(axis=0)
         rows = evals[member_point == p][:, evaluated]
         with np.errstate(all="ignore"):
             mean = np.nanmean(rows, axis=0)
