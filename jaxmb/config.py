@@ -33,6 +33,7 @@ __all__ = [
     "OptimConfig",
     "ReplayConfig",
     "RunConfig",
+    "SSLConfig",
     "SearchConfig",
     "SupportConfig",
     "TrainConfig",
@@ -332,6 +333,49 @@ class QLearningConfig:
 
 
 @_frozen
+class SSLConfig:
+    """The self-supervised loss terms' settings (`jaxmb.losses.ssl`; their weights are
+    `agent.loss.weights.{reconstruction,spr,contrastive}`, 0 by default)."""
+
+    target: Literal["ema", "target_network"] = field(
+        "ema",
+        help="spr, contrastive: the target encoder and projection, an exponential moving "
+        "average of the online ones (ema) or the spine's target network (target_network)",
+    )
+    ema_decay: float = field(
+        0.99,
+        low=0.0,
+        high=1.0,
+        help="spr, contrastive: decay of the moving average, per SGD update (target=ema)",
+        static=False,
+    )
+    projection_dim: int = field(
+        64, low=1, help="spr, contrastive: width of the projection (and prediction) output"
+    )
+    head_hidden_sizes: tuple[int, ...] = field(
+        (128,), low=1, help="spr, contrastive: hidden widths of the projection and prediction heads"
+    )
+    reconstruction_loss: Literal["l2", "cross_entropy"] = field(
+        "l2",
+        help="reconstruction: squared error, or per-element binary cross-entropy with the "
+        "observation scaled to [0, 1] as the target (images, binary feature planes)",
+    )
+    decoder_hidden_sizes: tuple[int, ...] = field(
+        (128,), low=1, help="reconstruction: MLP decoder widths (vector observations)"
+    )
+    decoder_channels: int = field(
+        32, low=1, help="reconstruction: channels of the deconvolution decoder (images)"
+    )
+    temperature: float = field(0.1, gt=0.0, help="contrastive: InfoNCE temperature", static=False)
+    negatives: Literal["batch", "batch_and_time"] = field(
+        "batch_and_time",
+        help="contrastive: the candidates each prediction must tell its observation from; "
+        "batch = the other windows' observations at the same step, batch_and_time = every "
+        "observation of every window at every unrolled step",
+    )
+
+
+@_frozen
 class AgentConfig:
     kind: str = field(
         "muzero",
@@ -340,6 +384,9 @@ class AgentConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig, help="networks")
     search: SearchConfig = field(default_factory=SearchConfig, help="search (mctx)")
     loss: LossConfig = field(default_factory=LossConfig, help="targets and loss terms")
+    ssl: SSLConfig = field(
+        default_factory=SSLConfig, help="self-supervised loss terms (jaxmb.losses.ssl)"
+    )
     optim: OptimConfig = field(default_factory=OptimConfig, help="optimiser")
     init_from: InitFromConfig = field(
         default_factory=InitFromConfig,
@@ -500,6 +547,12 @@ class RunConfig:
         True,
         help="keep compiled programs in JAX's persistent cache under "
         "$XDG_CACHE_HOME/jaxmb/jax-compile-cache (JAX_COMPILATION_CACHE_DIR wins)",
+    )
+    memory_check: bool = field(
+        True,
+        help="estimate the run's peak memory before anything is traced or allocated, and "
+        "refuse a run that does not fit with an error naming the key that contributes the "
+        "most (jaxmb.memory); false skips the check",
     )
 
 

@@ -43,6 +43,9 @@ class MuZeroState:
     target_params: dict  # same structure, updated every `target_update_period` updates
     opt_state: optax.OptState
     num_updates: jax.Array  # [] int32
+    # The moving average of `params` that the SSL terms' target side reads
+    # (`agent.ssl.target=ema` with such a term active), else None.
+    ema_params: dict | None = None
 
 
 def _scale_gradient(x: jax.Array, scale: float) -> jax.Array:
@@ -133,6 +136,21 @@ class MuZero:
             "grad_norm",
         )
         self.network = build_network(config, tuple(observation_space.shape), self.num_actions)
+        # The active loss terms, built: some own parameters (params["terms"]) and a target
+        # side, read from the moving average or the target network (`agent.ssl.target`).
+        self.terms = losses.setup(
+            self.loss_weights,
+            losses.TermContext(
+                agent=config,
+                obs_shape=tuple(observation_space.shape),
+                obs_dtype=observation_space.dtype,
+                num_actions=self.num_actions,
+                latent_dim=config.network.latent_dim,
+                represent=self.represent,
+            ),
+        )
+        term_targets = any(t.targets is not None for t in self.terms.values())
+        self.uses_ema = term_targets and config.ssl.target == "ema"
         self.value_support = common.support(config.network.value_support)
         self.reward_support = common.support(config.network.reward_support)
         self.recurrent_fn = search.make_recurrent_fn(
@@ -201,11 +219,15 @@ class MuZero:
     def init(self, key: jax.Array) -> MuZeroState:
         obs = jnp.zeros((1, *self.observation_space.shape), self.observation_space.dtype)
         params = self.network.init(key, obs, jnp.zeros((1,), jnp.int32))
+        term_params = losses.init_params(self.terms, jax.random.fold_in(key, 1))
+        if term_params:
+            params = {**params, "terms": term_params}
         return MuZeroState(
             params=params,
             target_params=params,
             opt_state=self.optimizer.init(params),
             num_updates=jnp.zeros((), jnp.int32),
+            ema_params=params if self.uses_ema else None,
         )
 
     # ----------------------------------------------------------------------------- inference
@@ -352,11 +374,20 @@ class MuZero:
             represent=self.represent,
         )
 
+    def targets(self, state: MuZeroState, batch: dict, key: jax.Array) -> dict:
+        """Every target of a batch, without gradient: MuZero's (`compute_targets`, from the
+        target network) and the built loss terms' target sides (from the moving average or
+        the target network, `agent.ssl.target`). Includes `simulations`."""
+        targets = self.compute_targets(state.target_params, batch, key)
+        side = state.ema_params if self.uses_ema else state.target_params
+        targets.update(losses.term_targets(self.terms, side, batch))
+        return jax.lax.stop_gradient(targets)
+
     def loss(self, params, targets: dict, batch: dict) -> tuple[jax.Array, dict]:
         unroll_steps = self.config.loss.unroll_steps
         out = self.unroll(params, batch["obs"][:, 0], batch["action"][:, :unroll_steps])
         total, parts = losses.total_loss(
-            params, batch, out, targets, self.loss_weights, batch["weight"]
+            params, batch, out, targets, self.loss_weights, batch["weight"], self.terms
         )
         predicted = self.value_support.logits_to_scalar(out["value_logits"][:, 0])
         return total, {"parts": parts, "value_error": jnp.abs(predicted - targets["value"][:, 0])}
@@ -368,11 +399,14 @@ class MuZero:
         `grad_norm`, `search/target_simulations` and `priority` `[B]` (|value target -
         predicted value| at position 0, for prioritized replay).
         """
-        targets = self.compute_targets(state.target_params, batch, key)
-        targets = jax.lax.stop_gradient(targets)
+        targets = self.targets(state, batch, key)
         simulations = targets.pop("simulations")
         new, metrics = common.loss_step(
             self.optimizer, self.config.optim, self.loss, state, targets, batch
         )
         metrics["search/target_simulations"] = simulations.astype(jnp.float32)
-        return MuZeroState(*new), metrics
+        ema = state.ema_params
+        if self.uses_ema:
+            decay = self.config.ssl.ema_decay
+            ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, new[0])
+        return MuZeroState(*new, ema_params=ema), metrics

@@ -136,6 +136,7 @@ def _get(node: Any, dotted: str) -> Any:
 
 MUZERO_PROVIDES = frozenset(
     {
+        "agent.term_params",  # a term's own parameters and target-side function (jaxmb.losses)
         "unroll.latents",
         "unroll.policy_logits",
         "unroll.value_logits",
@@ -173,6 +174,7 @@ register(
     parts=("encoder", "q_head"),
     unread=(
         "search",
+        "ssl",
         "network.dynamics_hidden_sizes",
         "network.reward_support",
         "loss.bootstrap",
