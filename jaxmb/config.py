@@ -62,6 +62,11 @@ class EnvConfig:
     id: str = field("gymnax:CartPole-v1", help="environment id, with its source prefix")
     num_envs: int = field(16, low=1, help="environments stepped in parallel for training")
     num_eval_envs: int = field(16, low=1, help="environments (= episodes) per evaluation")
+    eval_unseen_levels: bool = field(
+        False,
+        help="also evaluate on levels outside the training range (env.params.num_levels "
+        "from start_level): eval/unseen_episode_return beside eval/episode_return",
+    )
     eval_max_steps: int = field(
         1000, low=1, help="cap on steps of one evaluation episode (envs with no time limit)"
     )

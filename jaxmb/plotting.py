@@ -35,7 +35,8 @@ def plot_learning_curves(
     title: str = "",
     xlabel: str = "environment steps",
 ) -> str:
-    """Greedy eval return (per seed, thin; mean, thick) and training episode return.
+    """Greedy eval return (per seed, thin; mean, thick; on unseen levels too, dashed, when the
+    run logs `eval/unseen_episode_return`) and training episode return.
 
     Args:
       metrics: arrays `[num_seeds, num_iterations]` as `make_train` returns them.
@@ -60,6 +61,22 @@ def plot_learning_curves(
         ax.set_xlabel(xlabel)
         ax.set_title(label)
         ax.grid(alpha=0.3)
+    unseen = metrics.get("eval/unseen_episode_return")
+    if unseen is not None:  # env.eval_unseen_levels: the held-out levels beside the trained ones
+        ok = np.isfinite(unseen).all(axis=0)
+        for row in unseen:
+            good = np.isfinite(row)
+            axes[0].plot(steps[good], row[good], color="tab:red", lw=0.8, ls="--", alpha=0.4)
+        if ok.any():
+            axes[0].plot(
+                steps[ok],
+                unseen[:, ok].mean(axis=0),
+                color="tab:red",
+                lw=2,
+                ls="--",
+                label="mean, unseen levels",
+            )
+        axes[0].set_title("greedy evaluation return: training levels and unseen levels")
     axes[0].set_ylabel("episode return")
     axes[0].legend(fontsize=7)
     return _save(fig, path, title)

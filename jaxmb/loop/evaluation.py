@@ -3,6 +3,12 @@
 One-player envs report the mean return of one greedy episode per eval env. Two-player games
 (`env.num_players == 2`) play the agent against a uniform random legal player, and against the
 agent's params of the previous evaluation (a frozen earlier checkpoint).
+
+With `env.eval_unseen_levels`, an env with a level range (`num_levels` training levels from
+`start_level`: MiniPacman, Sokoban) is evaluated twice: on its training levels
+(`eval/episode_return`) and on levels it never trains on (`eval/unseen_episode_return`: those
+from `start_level + num_levels` on, see `unseen_levels`), so the generalisation gap is logged
+through training.
 """
 
 from __future__ import annotations
@@ -13,7 +19,36 @@ import jax
 import jax.numpy as jnp
 
 from jaxmb.agents.base import Agent
+from jaxmb.configlib import ConfigError
 from jaxmb.envs import VectorEnv
+
+#: The largest level index: level indices are int32.
+LAST_LEVEL = 2**31 - 1
+
+
+def unseen_levels(env_params: Any, env_id: str = "the env") -> Any:
+    """Params that draw only levels outside the training range `[start_level, start_level +
+    num_levels)`: the `LAST_LEVEL - start_level - num_levels` levels after it.
+
+    Raises:
+      ConfigError: naming `env.eval_unseen_levels` for an env without a level range, or
+        `env.params.num_levels` when it is 0 (training draws every level: none is unseen).
+    """
+    if not (hasattr(env_params, "num_levels") and hasattr(env_params, "start_level")):
+        raise ConfigError(
+            f"{env_id} has no level range (num_levels, start_level params) to hold levels out "
+            "of; jaxmb:MiniPacman-v0 and jaxmb:Sokoban-v0 have one",
+            "env.eval_unseen_levels",
+        )
+    num_levels, start = int(env_params.num_levels), int(env_params.start_level)
+    if num_levels <= 0:
+        raise ConfigError(
+            "is 0: training draws from every level, so no level is unseen; set the number of "
+            "training levels to evaluate on unseen ones (env.eval_unseen_levels)",
+            "env.params.num_levels",
+        )
+    first = start + num_levels
+    return env_params.replace(start_level=first, num_levels=LAST_LEVEL - first)
 
 
 def play_episodes(
@@ -59,24 +94,35 @@ def play_episodes(
 class Evaluator:
     """The evaluation of `agent` on `num_envs` copies of `env` (one episode each)."""
 
-    def __init__(self, agent: Agent, env, env_params: Any, *, num_envs: int, max_steps: int):
+    def __init__(
+        self,
+        agent: Agent,
+        env,
+        env_params: Any,
+        *,
+        num_envs: int,
+        max_steps: int,
+        unseen_params: Any = None,
+    ):
         self.agent, self.env, self.env_params = agent, env, env_params
+        self.unseen_params = unseen_params  # `unseen_levels(env_params)`, or None
         self.vector_env = VectorEnv(env, num_envs)
         self.num_envs, self.max_steps = num_envs, max_steps
         self.two_player = getattr(env, "num_players", 1) == 2
 
-    def _play(self, key, choose) -> jax.Array:
+    def _play(self, key, choose, env_params: Any = None) -> jax.Array:
         return play_episodes(
             self.vector_env,
-            self.env_params,
+            self.env_params if env_params is None else env_params,
             key,
             choose,
             num_envs=self.num_envs,
             max_steps=self.max_steps,
         )
 
-    def evaluate(self, agent_state: Any, key: jax.Array) -> jax.Array:
-        """Mean return of one greedy episode in each eval env."""
+    def evaluate(self, agent_state: Any, key: jax.Array, env_params: Any = None) -> jax.Array:
+        """Mean return of one greedy episode in each eval env (with `env_params`, or the
+        training ones)."""
 
         def choose(env_state, obs, mask, key):
             action, _ = self.agent.act(
@@ -84,7 +130,7 @@ class Evaluator:
             )
             return action, jnp.ones(action.shape, jnp.float32)
 
-        return jnp.mean(self._play(key, choose))
+        return jnp.mean(self._play(key, choose, env_params))
 
     def evaluate_two_player(
         self, agent_state: Any, key: jax.Array, opponent_params: Any | None = None
@@ -129,10 +175,20 @@ class Evaluator:
         """The keys `metrics` returns (each a float32 scalar)."""
         if self.two_player:
             return ("eval/episode_return", "eval/win_rate", "eval/win_rate_previous")
+        if self.unseen_params is not None:
+            return ("eval/episode_return", "eval/unseen_episode_return")
         return ("eval/episode_return",)
 
     def metrics(self, agent_state: Any, key: jax.Array, opponent_params: Any = None) -> dict:
         """The `eval/*` metrics of one evaluation (see `jaxmb.loop`)."""
+        if not self.two_player and self.unseen_params is not None:
+            train_key, unseen_key = jax.random.split(key)
+            return {
+                "eval/episode_return": self.evaluate(agent_state, train_key),
+                "eval/unseen_episode_return": self.evaluate(
+                    agent_state, unseen_key, self.unseen_params
+                ),
+            }
         if not self.two_player:
             return {"eval/episode_return": self.evaluate(agent_state, key)}
         random_key, previous_key = jax.random.split(key)

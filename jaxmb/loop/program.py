@@ -25,7 +25,7 @@ from jaxmb.envs import EpisodeStatistics, VectorEnv
 from jaxmb.loop import collect as collect_lib
 from jaxmb.loop import learn as learn_lib
 from jaxmb.loop.build import build_env
-from jaxmb.loop.evaluation import Evaluator
+from jaxmb.loop.evaluation import Evaluator, unseen_levels
 from jaxmb.loop.state import (
     TrainState,
     missing,
@@ -66,6 +66,11 @@ class Loop:
             self.env_params,
             num_envs=config.env.num_eval_envs,
             max_steps=config.env.eval_max_steps,
+            unseen_params=(
+                unseen_levels(self.env_params, config.env.id)
+                if config.env.eval_unseen_levels
+                else None
+            ),
         )
         self.transform = rewards_lib.make(config)
         self.steps_per_env = config.replay.capacity // config.env.num_envs
