@@ -1,7 +1,7 @@
 """jaxmb: model-based RL research in JAX.
 
     import jax, jaxmb
-    config = jaxmb.config.load("configs/muzero/cartpole.yaml")
+    config = jaxmb.config.load("muzero/cartpole")  # a preset by name, or a YAML path
     train = jaxmb.make_train(config)
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 2))
 

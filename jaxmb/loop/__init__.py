@@ -44,6 +44,8 @@ axis under vmap; iterations not run hold NaN, or -1 for integer metrics):
   `eval/win_rate`, `eval/win_rate_previous`   two-player games only: the share of games
                              won against the random player, and against the params of the
                              previous evaluation (a frozen earlier checkpoint);
+  `eval/unseen_episode_return`   with `env.eval_unseen_levels` only: the same on levels
+                             outside the training range (`loop.evaluation.unseen_levels`);
   `learning`                 1 where SGD ran in the iteration;
   `loss`, `loss/<term>`, `grad_norm`   means over the iteration's SGD updates (NaN before
                              learning starts);
@@ -58,6 +60,7 @@ axis under vmap; iterations not run hold NaN, or -1 for integer metrics):
 """
 
 from jaxmb.loop.build import build_env
+from jaxmb.loop.collect import record_template
 from jaxmb.loop.learn import NonFiniteLossError
 from jaxmb.loop.program import Loop, build_agent, check_finite, make_train
 from jaxmb.loop.state import TrainState
@@ -70,4 +73,5 @@ __all__ = [
     "build_env",
     "check_finite",
     "make_train",
+    "record_template",
 ]
