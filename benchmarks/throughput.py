@@ -3,6 +3,7 @@ and time-to-solve of the default CartPole preset.
 
     python benchmarks/throughput.py            # full run (about 10 minutes on 2 CPU cores)
     python benchmarks/throughput.py --quick    # fewer steps, for a smoke check
+    python benchmarks/throughput.py --memory-only   # the memory rows alone (about a minute)
 
 Prints a table and writes `benchmarks/results/throughput.json`. The matched setting is
 `configs/muzero/matched.yaml`: 8 envs, 25 simulations, unroll 5, TD 5, batch 256, 0.25 SGD
@@ -14,6 +15,10 @@ Utilisation: XLA's own cost analysis gives the FLOPs of one SGD update and of on
 (root inference + num_simulations recurrent steps), which add up to FLOPs per env step; the
 achieved FLOP/s is compared with a matmul FLOP/s measured in the same process, so the ratio
 means the same on any machine.
+
+Memory: bytes per member of the matched setting and of the default preset: the train state by
+part (`jaxmb.memory`, from `jax.eval_shape`) and the compiled program's temporary buffers and
+output (XLA's `memory_analysis()`, of `jit(train)` for one member).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from jaxmb import config as config_lib  # noqa: E402
+from jaxmb import memory  # noqa: E402
 from jaxmb import replay as replay_lib  # noqa: E402
 from jaxmb.agents.registry import with_kind  # noqa: E402
 from jaxmb.loop.collect import record_template  # noqa: E402
@@ -134,6 +140,34 @@ def run_program(config, num_seeds: int | None):
     return compile_seconds, time.perf_counter() - start, compiled, arg
 
 
+def memory_per_member(config, compiled=None) -> dict:
+    """Bytes of one member: the train state by part (`jaxmb.memory`) and, from the compiled
+    `jit(train)` (compiled here when not given), XLA's temporary buffers and output."""
+    train = make_train(config)
+    est = train.memory_estimate()
+    if compiled is None:
+        compiled = jax.jit(train).lower(jax.random.key(0)).compile()
+    stats = compiled.memory_analysis()
+    return {
+        "state_bytes": est.state_bytes,
+        "state_parts": {p.name: p.bytes for p in est.by_kind("state")},
+        "estimated_working_bytes": est.working_bytes,
+        "xla_temp_bytes": None if stats is None else int(stats.temp_size_in_bytes),
+        "xla_output_bytes": None if stats is None else int(stats.output_size_in_bytes),
+    }
+
+
+def print_memory(rows: dict) -> None:
+    for name, row in rows.items():
+        parts = sorted(row["state_parts"].items(), key=lambda kv: -kv[1])[:3]
+        largest = ", ".join(f"{part} {memory.format_bytes(size)}" for part, size in parts)
+        temp = row["xla_temp_bytes"]
+        print(
+            f"bytes per member, {name}: state {row['state_bytes']:,} ({largest}); XLA temporary "
+            f"buffers {'n/a' if temp is None else f'{temp:,}'}"
+        )
+
+
 def time_to_solve(config, threshold: float) -> dict:
     """Env steps and wall seconds (compile included) until greedy eval >= threshold."""
     events = []
@@ -171,6 +205,7 @@ def main() -> None:
         "--out", default=os.path.join(ROOT, "benchmarks", "results", "throughput.json")
     )
     parser.add_argument("--skip-solve", action="store_true")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory rows")
     args = parser.parse_args()
 
     steps = 1024 if args.quick else 4096
@@ -187,11 +222,21 @@ def main() -> None:
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),
     }
+    default_preset = config_lib.load(
+        os.path.join(ROOT, "configs", "muzero", "cartpole.yaml"), ["train.eval_every=1000"]
+    )
+    if args.memory_only:
+        results["memory_per_member"] = {
+            "matched": memory_per_member(matched),
+            "default": memory_per_member(default_preset),
+        }
+        print_memory(results["memory_per_member"])
+        return
     results["matmul_gflops"] = matmul_flops()
     flops = flops_per_env_step(matched)
     results["matched_flops"] = flops
 
-    compile_s, run_s, _, _ = run_program(matched, None)
+    compile_s, run_s, matched_program, _ = run_program(matched, None)
     sps = steps / run_s
     results["matched"] = {
         "env_steps": steps,
@@ -247,10 +292,11 @@ def main() -> None:
     results["seeds"] = rows
 
     if not args.skip_solve:
-        default = config_lib.load(
-            os.path.join(ROOT, "configs", "muzero", "cartpole.yaml"), ["train.eval_every=1000"]
-        )
-        results["default_time_to_solve"] = time_to_solve(default, 475.0)
+        results["default_time_to_solve"] = time_to_solve(default_preset, 475.0)
+    results["memory_per_member"] = {
+        "matched": memory_per_member(matched, matched_program),
+        "default": memory_per_member(default_preset),
+    }
 
     print(
         f"\njaxmb throughput  {results['date']}  {results['machine']}  jax {results['jax']}"
@@ -282,6 +328,7 @@ def main() -> None:
             f"{row['seeds']:>5} {row['vmapped_env_steps_per_second']:>16.1f} "
             f"{row['sequential_env_steps_per_second']:>19.1f} {ratio:>6.2f}"
         )
+    print_memory(results["memory_per_member"])
     if "default_time_to_solve" in results:
         t = results["default_time_to_solve"]
         print(

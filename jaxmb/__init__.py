@@ -9,9 +9,10 @@ Submodules: `config` (typed configs), `envs` (environments), `agents` (the agent
 the registry behind `agent.kind`, MuZero), `search` (the mctx layer), `replay`, `targets`,
 `losses` (the loss-term registry), `rewards` (reward transforms), `transfer` (transfer by
 part), `networks`, `loop` (the compiled loop; `train` is its earlier name),
-`run` (run directories), `checkpoint`, `hparams` (traced hyperparameters), `sweeps`
-(`jaxmb.sweep`), `distributed` (devices and hosts), `policy` (`load_policy`: a trained agent
-as `policy(obs)`), `experiments` (the planning experiments).
+`run` (run directories), `memory` (the peak memory a run needs, checked before it runs),
+`checkpoint`, `hparams` (traced hyperparameters), `sweeps` (`jaxmb.sweep`), `distributed`
+(devices and hosts), `policy` (`load_policy`: a trained agent as `policy(obs)`),
+`experiments` (the planning experiments).
 """
 
 from typing import Any

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from jaxmb import config as config_lib
-from jaxmb import configlib
+from jaxmb import configlib, memory
 from jaxmb.checkpoint import Checkpointer
 from jaxmb.config import Config, ConfigError
 from jaxmb.loop import Loop
@@ -81,6 +81,8 @@ def evaluator(
     """
     cfg = eval_config(config, episodes=episodes, budget=budget, env_params=env_params, **search)
     loop = Loop(cfg)
+    if cfg.run.memory_check:  # before tracing: a test budget or episodes too large for memory
+        memory.check_search(cfg, loop, members=cfg.run.num_seeds)
     if loop.two_player:
         if win_rates:
             return jax.jit(jax.vmap(loop.evaluate_two_player))

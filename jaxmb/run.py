@@ -9,13 +9,16 @@ killed and resumed ends with the same parameters as one that was not (on the sam
 `runs/<name>/` receives `config.yaml` (the resolved config), `metrics.jsonl` (one line per
 seed at each log interval), TensorBoard events in `tensorboard/`, orbax checkpoints in
 `checkpoints/`, `plots/learning_curve.png` and `summary.json`.
+
+Memory is checked before anything runs (`jaxmb.memory`; `run.memory_check=false` skips it):
+`make_train` checks the estimated peak, the compiled program is checked again with XLA's
+own figures, and `summary.json`'s `memory` records the estimated and the measured peak.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -25,6 +28,7 @@ import jax
 import numpy as np
 
 from jaxmb import compile_cache, configlib, distributed
+from jaxmb import memory as memory_lib
 from jaxmb.checkpoint import Checkpointer, is_key
 from jaxmb.config import Config, ConfigError
 from jaxmb.logger import RunLogger
@@ -68,24 +72,26 @@ def _seed_keys(config: Config) -> jax.Array:
 _CHECKPOINTS_ON_DISK = 4
 
 
-def _check_disk_space(run_dir: str, state_shapes: Any) -> None:
+def _check_disk_space(run_dir: str, estimate: memory_lib.Estimate) -> None:
     """A clear error before compiling when the disk cannot hold the run's checkpoints.
 
-    Each checkpoint holds the whole train state (the replay buffer is most of it). orbax
-    compresses, so this asks for the uncompressed size: the worst case of a full buffer.
+    Each checkpoint holds the whole train state; `estimate` (`jaxmb.memory`) has it by part,
+    which names the largest (the replay buffer, the parameters or the optimiser state) and
+    its key. orbax compresses, so this asks for the uncompressed size: the worst case of a
+    full buffer.
     """
-    state_bytes = sum(
-        math.prod(leaf.shape) * (8 if is_key(leaf) else leaf.dtype.itemsize)
-        for leaf in jax.tree.leaves(state_shapes)
-    )
+    state_bytes = estimate.state_bytes
     needed = state_bytes * _CHECKPOINTS_ON_DISK
     free = shutil.disk_usage(run_dir).free
     if free < needed:
+        part = estimate.largest_state()
+        share = 100 * part.bytes / max(state_bytes, 1)
+        key = estimate.key(part) or "replay.capacity"
         raise ConfigError(
             f"the disk holding {run_dir} has {free / 2**20:.0f} MiB free; the run's checkpoints "
             f"need up to {needed / 2**20:.0f} MiB ({_CHECKPOINTS_ON_DISK} x "
-            f"{state_bytes / 2**20:.1f} MiB of train state, mostly the replay buffer). Free "
-            "some space, or shrink replay.capacity or run.num_seeds",
+            f"{state_bytes / 2**20:.1f} MiB of train state, {share:.0f}% of it the "
+            f"{part.name}). Free some space, or lower {key} or run.num_seeds",
             "run.root",
         )
 
@@ -123,12 +129,18 @@ def _broadcast_int(value: int) -> int:
     return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
+#: Keys that change no computation: a run may resume with another value.
+_RESUME_MAY_CHANGE = frozenset({"run.memory_check"})
+
+
 def _check_same_config(config: Config, run_dir: str) -> None:
     """A run directory resumes only the config it was started with."""
     saved = configlib.to_dict(configlib.load(os.path.join(run_dir, "config.yaml"), cls=Config))
     current = configlib.to_dict(config)
     differ = sorted(
-        key for key in configlib.flat_keys(Config) if _get(saved, key) != _get(current, key)
+        key
+        for key in configlib.flat_keys(Config)
+        if key not in _RESUME_MAY_CHANGE and _get(saved, key) != _get(current, key)
     )
     if differ:
         raise ConfigError(
@@ -253,14 +265,27 @@ def _execute(compiled, args, logger: RunLogger | None):
     return final_state, metrics, time.perf_counter() - start
 
 
+def _memory_summary(estimate: memory_lib.Estimate) -> dict[str, Any]:
+    """`summary.json`'s `memory`: the estimate (`jaxmb.memory`) and the peak measured, both
+    in bytes. The measured peak is the device's `peak_bytes_in_use` where it reports one, else
+    the host's peak RSS (`ru_maxrss`: this process's lifetime); the estimated peak is of the
+    same memory."""
+    measured = memory_lib.measured_peak()
+    out = estimate.to_dict()
+    out.update(measured)
+    out["measured_peak_bytes"] = measured.get("device_peak_bytes", measured["host_peak_rss_bytes"])
+    out["measured"] = "device" if "device_peak_bytes" in measured else "host RSS"
+    return out
+
+
 def _write_outputs(config: Config, run_dir: str, summary: dict, metrics: dict, finished: bool):
-    """`summary.json` (a finished run rerun keeps the timings of the run that trained) and
-    the learning-curve plot."""
+    """`summary.json` (a finished run rerun keeps the timings and memory figures of the run
+    that trained) and the learning-curve plot."""
     summary_path = os.path.join(run_dir, "summary.json")
     if finished and os.path.exists(summary_path):
         with open(summary_path) as f:
             stored = json.load(f)
-        summary.update({k: stored[k] for k in _TIMINGS if k in stored})
+        summary.update({k: stored[k] for k in (*_TIMINGS, "memory") if k in stored})
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
     plot_path = os.path.join(run_dir, "plots", "learning_curve.png")
@@ -306,10 +331,11 @@ def train_run(
             tensorboard=config.run.tensorboard,
             progress=config.run.progress and not quiet,
         )
-    train = _build_program(config, where, logger)
+    train = _build_program(config, where, logger)  # checks memory (run.memory_check)
     keys = _seed_keys(config) if keys is None else keys
+    estimate = train.memory_estimate()
     if where.primary:
-        _check_disk_space(where.path, train.state_shapes(keys))
+        _check_disk_space(where.path, estimate)
     start = time.perf_counter()
     state, args, compile_run, devices = _initial_state(config, train, keys, where, hparams)
     start_iteration = int(distributed.to_host(state.iteration))
@@ -318,6 +344,13 @@ def train_run(
     finished = start_iteration >= config.num_iterations
     compiled = None if finished else compile_run()
     compile_seconds = time.perf_counter() - start
+    if compiled is not None and jax.device_count() == 1:
+        # XLA's temporary buffers in place of the config's estimate; with the state allocated,
+        # what is left must hold the output state and the temporaries.
+        if config.run.memory_check:
+            estimate = memory_lib.check_compiled(estimate, compiled)
+        else:
+            estimate = memory_lib.with_compiled(estimate, compiled)
     if finished:
         final_state, metrics, run_seconds = state, state.history, 0.0
         if logger is not None:
@@ -335,6 +368,7 @@ def train_run(
     summary = summarize(config, metrics, compile_seconds, run_seconds, start_iteration)
     summary["mesh"] = devices  # processes, and devices along the members and the envs axes
     summary["already_trained"] = finished  # a finished run rerun: nothing ran
+    summary["memory"] = _memory_summary(estimate)
     if where.primary:
         _write_outputs(config, where.path, summary, metrics, finished)
     return RunResult(where.path, summary, metrics, final_state)

@@ -140,7 +140,11 @@ def run_search(
         pb_c_init=config.pb_c_init,
         pb_c_base=config.pb_c_base,
         temperature=0.0 if greedy else config.temperature,
-        max_num_considered_actions=config.max_num_considered_actions,
+        # mctx builds its sequential-halving table for every count up to this one, in Python
+        # and in time quadratic in it; counts above the number of actions are never read.
+        max_num_considered_actions=min(
+            config.max_num_considered_actions, root.prior_logits.shape[-1]
+        ),
         gumbel_scale=0.0 if greedy else config.gumbel_scale,
     )
 

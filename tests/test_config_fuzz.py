@@ -4,12 +4,21 @@ a key; nothing else (no raw traceback from deep inside JAX) reaches the user.
 "Builds" means `jax.eval_shape(make_train(config), key)`: the whole program is traced (every
 shape and dtype decided) without compiling or running it, which is where a config that slipped
 past the checks would fail.
+
+Large sizes (1e6 to 1e9 for every key that sizes an array) are drawn too: each must build or
+end in a `ConfigError` naming a key (the memory check, `jaxmb.memory`), never a MemoryError or
+an out-of-memory kill. They run in a subprocess under an address-space limit
+(`tests/memory_limited.py`), so that a regression fails the test instead of taking the machine
+down.
 """
+
+import random
 
 import jax
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from memory_limited import run_limited
 from tiny_config import TINY
 
 from jaxmb import config as config_lib
@@ -142,3 +151,68 @@ def test_random_overrides_build_or_name_the_key(overrides):
 @given(override_sets())
 def test_many_random_overrides_build_or_name_the_key(overrides):
     _builds_or_names_the_key(overrides)
+
+
+#: Keys whose value sizes an array, or a table built while tracing (mctx's Gumbel visit table).
+SIZE_KEYS = [
+    "env.num_envs",
+    "env.num_eval_envs",
+    "env.discretize.values_per_dim",
+    "agent.network.hidden_sizes",
+    "agent.network.latent_dim",
+    "agent.network.dynamics_hidden_sizes",
+    "agent.network.head_hidden_sizes",
+    "agent.network.conv_channels",
+    "agent.network.num_res_blocks",
+    "agent.network.value_support.num_atoms",
+    "agent.network.reward_support.num_atoms",
+    "agent.search.num_simulations",
+    "agent.search.num_simulations_test",
+    "agent.search.max_num_considered_actions",
+    "agent.search.rollout_horizon",
+    "agent.loss.unroll_steps",
+    "agent.loss.td_steps",
+    "replay.capacity",
+    "replay.batch_size",
+    "reward.count.hash_bits",
+    "train.total_env_steps",
+    "train.rollout_steps",
+]
+LARGE = [10**6, 10**7, 10**8, 10**9]
+
+
+def _large(key: str, value: int) -> str:
+    return f"{key}=[{value}]" if isinstance(_default(key), tuple) else f"{key}={value}"
+
+
+def _check_large(cases: list[list[str]]) -> None:
+    results = run_limited([{"overrides": overrides} for overrides in cases], timeout=1800)
+    for result in results:
+        ok = result["outcome"] == "built" or (
+            result["outcome"] == "config_error" and _named_key(ConfigError("", result["key"]))
+        )
+        assert ok, result
+
+
+def test_size_keys_are_config_keys():
+    assert set(SIZE_KEYS) <= set(KEYS)
+
+
+def test_large_sizes_build_or_name_the_key_under_a_memory_limit():
+    # Every size key once, at a size drawn from 1e6..1e9 (derandomized: the same on every run),
+    # the largest for the search keys (1e6 simulations build, in about 25 s: mctx builds its
+    # sequential-halving table in Python).
+    rng = random.Random(0)
+    cases = [[_large(key, 10**9 if "search" in key else rng.choice(LARGE))] for key in SIZE_KEYS]
+    _check_large(cases)
+
+
+@pytest.mark.heavy
+def test_every_large_size_builds_or_names_the_key_under_a_memory_limit():
+    rng = random.Random(1)
+    cases = [[_large(key, value)] for key in SIZE_KEYS for value in LARGE]
+    # And pairs: two sizes at once.
+    for _ in range(20):
+        a, b = rng.sample(SIZE_KEYS, 2)
+        cases.append([_large(a, rng.choice(LARGE)), _large(b, rng.choice(LARGE))])
+    _check_large(cases)

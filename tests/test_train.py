@@ -144,9 +144,10 @@ def test_seed_batched_program_keeps_its_branches(monkeypatch):
 )
 def test_nan_guard_keeps_last_finite_update_and_names_it(num_seeds):
     cfg = tiny()
-    train = make_train(cfg, num_seeds=num_seeds)
     key = jax.random.key(0) if num_seeds is None else jax.random.split(jax.random.key(0), 2)
     with nan_injection.poisoned_update(5):  # the rewards of SGD update 5 are NaN
+        # Built under the patch: make_train's memory check traces the iteration already.
+        train = make_train(cfg, num_seeds=num_seeds)
         state, metrics = jax.jit(train)(key)
     assert np.asarray(state.halted).all()
     np.testing.assert_array_equal(state.nan_update, 5)

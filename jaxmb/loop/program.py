@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from jaxmb import agents as agents_lib
 from jaxmb import hparams as hparams_lib
+from jaxmb import memory as memory_lib
 from jaxmb import replay as replay_lib
 from jaxmb import rewards as rewards_lib
 from jaxmb import transfer as transfer_lib
@@ -369,8 +370,19 @@ def make_train(
     callback: Callback | None = None,
     checkpoint_callback: Callable[[TrainState], None] | None = None,
     num_seeds: int | None = None,
+    memory_check: bool | None = None,
 ):
     """Builds the training program.
+
+    Memory is checked before anything is traced or allocated (`jaxmb.memory`): the peak a
+    run needs (the train state from `jax.eval_shape`, search trees and other working buffers
+    from the config) is compared with the memory the device, or the host, has, and a run
+    that does not fit raises `ConfigError` naming the key that contributes the most (e.g.
+    `replay.capacity`, `agent.search.num_simulations`). `train.memory_estimate()` returns
+    the estimate by part. The check covers one call of `train`: under a `vmap` of your own,
+    use `num_seeds`, or check `memory_estimate()` times the members yourself. It traces the
+    iteration's shapes here, once (the trace the program then reuses), so anything patched
+    into the agent must be in place before `make_train`.
 
     Args:
       config: the run's config.
@@ -383,6 +395,8 @@ def make_train(
       num_seeds: if given, `train` takes keys `[num_seeds]` and vmaps the iteration inside the
         scan, so callbacks receive every member's metrics at once (leading axis `[num_seeds]`).
         `num_seeds=1` runs the single-seed program with that axis added, without a vmap.
+      memory_check: check the estimated peak memory against the machine's (see above);
+        default `config.run.memory_check` (true). False skips it, for experts who know better.
 
     Returns:
       `train(key, hparams=None) -> (final TrainState, metrics)`, a pure function to
@@ -391,9 +405,17 @@ def make_train(
       and with `num_seeds=S` they are `[S]` arrays, one value per member. Attached:
       `train.loop` (the `Loop`), `train.init` (key(s) -> fresh state, transferred parts
       included), `train.run` (state, hparams -> final state, metrics: resumes a restored
-      state) and `train.state_shapes` (key(s) -> the state's shapes, reading nothing from disk).
+      state), `train.state_shapes` (key(s) -> the state's shapes, reading nothing from disk)
+      and `train.memory_estimate()` (the `jaxmb.memory.Estimate`, computed once).
     """
     loop = Loop(config)
+    members = 1 if num_seeds is None else num_seeds
+    if memory_check is None:
+        memory_check = config.run.memory_check
+    if memory_check:
+        # From the config alone, before anything of the loop is traced: mctx builds its Gumbel
+        # table in Python while tracing, so an absurd search would exhaust memory there.
+        memory_lib.check_search(config, loop, members=members)
 
     def hooks(state: TrainState, metrics: dict, active: jax.Array) -> None:
         it = state.iteration
@@ -505,6 +527,22 @@ def make_train(
     train.init = init  # key(s) -> fresh state
     train.run = run  # (state, hparams=None) -> (final state, metrics): resumes a restored state
     train.state_shapes = state_shapes  # key(s) -> shapes of a fresh state, nothing read
+
+    @functools.cache
+    def memory_estimate() -> memory_lib.Estimate:
+        key = jax.random.key(0)
+        keys = key if num_seeds is None else jax.random.split(key, num_seeds)
+        return memory_lib.estimate(
+            config,
+            loop,
+            state_shapes(keys),
+            members=members,
+            checkpoints=checkpoint_callback is not None,
+        )
+
+    train.memory_estimate = memory_estimate  # () -> jaxmb.memory.Estimate
+    if memory_check:
+        memory_lib.check(memory_estimate())
     return train
 
 
