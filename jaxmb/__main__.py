@@ -10,6 +10,8 @@ python -m jaxmb train ... --coordinator host0:1234 --num-processes 2 --process-i
 python -m jaxmb train muzero/cartpole --variant one_step   # a planning variant
 python -m jaxmb experiment planning --env gymnax:CartPole-v1 --seeds 5
 python -m jaxmb experiment planning planning_cartpole_cpu   # the preset experiments/...
+python -m jaxmb experiment generalisation --env jaxmb:MiniPacman-v0 --levels 10,100,500,0 \
+    --ssl none,reconstruction,spr,contrastive --seeds 5   # SSL and unseen levels
 python -m jaxmb eval runs/<name> --episodes 32
 python -m jaxmb eval runs/<go run> --episodes 128 --simulations 64 --env-param no_pass_before=0
 python -m jaxmb config                                  # every key, its default and help
@@ -219,11 +221,59 @@ def _generalisation(args: argparse.Namespace, path, overrides) -> int:
     return 0
 
 
+def _ints(raw: str | None, key: str) -> tuple[int, ...] | None:
+    from jaxmb.config import ConfigError
+
+    if raw is None:
+        return None
+    try:
+        return tuple(int(v) for v in raw.split(","))
+    except ValueError as err:
+        raise ConfigError(f"takes integers separated by commas, got {raw!r}", key) from err
+
+
+def _ssl_generalisation(args: argparse.Namespace, path, overrides) -> int:
+    import dataclasses
+
+    from jaxmb.experiments import planning
+    from jaxmb.experiments import ssl_generalisation as study
+
+    changes: dict[str, Any] = {"seeds": args.seeds, "levels": _ints(args.levels, "--levels")}
+    if args.ssl:
+        changes["ssl"] = tuple(k.strip() for k in args.ssl.split(","))
+    overrides = _with_env(args.env, changes, overrides)
+    if args.quick:
+        changes = {**study.QUICK, **{k: v for k, v in changes.items() if v}}
+    if path is not None:
+        from jaxmb import presets
+
+        with open(presets.resolve(path, group="experiments"), encoding="utf-8") as f:
+            changes = {**planning.yaml.safe_load(f), **{k: v for k, v in changes.items() if v}}
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v}
+    spec = study.SSLGeneralisationSpec(**changes)
+    if overrides:
+        spec = dataclasses.replace(spec, overrides=(*spec.overrides, *overrides))
+    summary = study.run_ssl_generalisation(spec, name=args.name, root=args.root, quiet=args.quiet)
+    print(f"experiment directory: {summary['dir']}")
+    for group, stat in summary["results"].items():
+        test, probe = stat["test_return"]["mean"], stat["probe_r2"]["mean"]
+        shown = "-" if test is None else f"{test:.2f}"
+        r2 = "" if probe is None else f", probe R^2 {probe:.2f}"
+        print(f"  {group:<30} unseen-level return {shown}{r2}")
+    for name, plot in summary["plots"].items():
+        print(f"  plot {name}: {plot}")
+    return 0
+
+
 def _experiment(args: argparse.Namespace) -> int:
     from jaxmb.experiments import planning
 
     path, overrides = _split_overrides(args.items)
+    if args.which == "generalisation":
+        return _ssl_generalisation(args, path, overrides)
     if args.which == "planning-generalisation":
+        if args.levels is not None:
+            args.levels = _ints(args.levels, "--levels")[0]
         return _generalisation(args, path, overrides)
     changes = {"seeds": args.seeds}
     overrides = _with_env(args.env, changes, overrides)
@@ -335,9 +385,24 @@ def main(argv: list[str] | None = None) -> int:
         "no_pass_before=0 to play Go under standard rules",
     )
     ev.set_defaults(func=_eval)
-    ex = sub.add_parser("experiment", help="run a research experiment (planning)")
-    ex.add_argument("which", choices=["planning", "planning-generalisation"], help="the experiment")
-    ex.add_argument("--levels", type=int, help="planning-generalisation: training levels")
+    ex = sub.add_parser(
+        "experiment", help="run a research experiment (planning, SSL and generalisation)"
+    )
+    ex.add_argument(
+        "which",
+        choices=["planning", "planning-generalisation", "generalisation"],
+        help="the experiment: planning (Hamrick et al. 2021), planning-generalisation (its "
+        "section 6), generalisation (self-supervision and unseen levels, Anand et al. 2022)",
+    )
+    ex.add_argument(
+        "--levels",
+        help="planning-generalisation: training levels (an int); generalisation: a list of "
+        "them, 0 meaning every level (10,100,500,0)",
+    )
+    ex.add_argument(
+        "--ssl",
+        help="generalisation: the kinds compared, from none,reconstruction,spr,contrastive",
+    )
     ex.add_argument(
         "items",
         nargs="*",

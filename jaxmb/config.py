@@ -365,8 +365,13 @@ class SSLConfig:
         help="reconstruction: squared error, or per-element binary cross-entropy with the "
         "observation scaled to [0, 1] as the target (images, binary feature planes)",
     )
+    decoder: Literal["auto", "deconv", "mlp"] = field(
+        "auto",
+        help="reconstruction: the decoder; auto = deconv (dense, then a sub-pixel "
+        "convolution) for image observations [H, W, C], an MLP for vectors",
+    )
     decoder_hidden_sizes: tuple[int, ...] = field(
-        (128,), low=1, help="reconstruction: MLP decoder widths (vector observations)"
+        (128,), low=1, help="reconstruction: MLP decoder widths"
     )
     decoder_channels: int = field(
         32, low=1, help="reconstruction: channels of the deconvolution decoder (images)"

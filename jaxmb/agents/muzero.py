@@ -138,17 +138,15 @@ class MuZero:
         self.network = build_network(config, tuple(observation_space.shape), self.num_actions)
         # The active loss terms, built: some own parameters (params["terms"]) and a target
         # side, read from the moving average or the target network (`agent.ssl.target`).
-        self.terms = losses.setup(
-            self.loss_weights,
-            losses.TermContext(
-                agent=config,
-                obs_shape=tuple(observation_space.shape),
-                obs_dtype=observation_space.dtype,
-                num_actions=self.num_actions,
-                latent_dim=config.network.latent_dim,
-                represent=self.represent,
-            ),
+        self.term_context = losses.TermContext(
+            agent=config,
+            obs_shape=tuple(observation_space.shape),
+            obs_dtype=observation_space.dtype,
+            num_actions=self.num_actions,
+            latent_dim=config.network.latent_dim,
+            represent=self.represent,
         )
+        self.terms = losses.setup(self.loss_weights, self.term_context)
         term_targets = any(t.targets is not None for t in self.terms.values())
         self.uses_ema = term_targets and config.ssl.target == "ema"
         self.value_support = common.support(config.network.value_support)

@@ -13,11 +13,12 @@ MuZero's own terms do.
 
 - **reconstruction** (`agent.loss.weights.reconstruction`): a decoder maps `z_k` to `o_{t+k}`,
   k = 0..K. Images (`[H, W, C]`) go through a deconvolution decoder (dense to a half-resolution
-  grid, a convolution, a stride-2 transposed convolution, a convolution to C channels, cropped to
-  H x W); vectors through an MLP. The loss (`agent.ssl.reconstruction_loss`) is the squared
-  error (`l2`), or the per-element binary cross-entropy of the decoder's logits with the
-  observation scaled to [0, 1] (`cross_entropy`; integer observations are divided by 255, as
-  the encoder does), each averaged over the observation's elements.
+  grid of `agent.ssl.decoder_channels`, then a sub-pixel convolution, the equivalent of a
+  stride-2 transposed convolution, to C channels, cropped to H x W); vectors through an MLP.
+  The loss (`agent.ssl.reconstruction_loss`) is the squared error (`l2`), or the per-element
+  binary cross-entropy of the decoder's logits with the observation scaled to [0, 1]
+  (`cross_entropy`; integer observations are divided by 255, as the encoder does), each
+  averaged over the observation's elements.
 - **spr** (Schwarzer et al. 2021): `y_k = q(p(z_k))` (projection p, prediction q: MLP heads,
   `agent.ssl.head_hidden_sizes` then `projection_dim`) against `p'(h'(o_{t+k}))`, the target
   encoder h' and target projection p', k = 1..K. The loss is `2 - 2 cos(y_k, p'(h'(o_{t+k})))`:
@@ -123,11 +124,15 @@ class Decoder(nn.Module):
     obs_shape: tuple[int, ...]
     hidden_sizes: Sequence[int]
     channels: int
+    kind: str = "auto"  # deconv, mlp, or auto: deconv for images
 
     @nn.compact
     def __call__(self, latent: jax.Array) -> jax.Array:
         batch_shape = latent.shape[:-1]
-        if len(self.obs_shape) != 3:
+        kind = (
+            self.kind if self.kind != "auto" else ("deconv" if len(self.obs_shape) == 3 else "mlp")
+        )
+        if kind == "mlp" or len(self.obs_shape) != 3:
             x = MLP(self.hidden_sizes, "relu", True)(latent)
             x = nn.Dense(math.prod(self.obs_shape))(x)
             return x.reshape((*batch_shape, *self.obs_shape))
@@ -135,9 +140,12 @@ class Decoder(nn.Module):
         half_h, half_w = -(-height // 2), -(-width // 2)
         x = nn.Dense(half_h * half_w * self.channels)(latent.reshape((-1, latent.shape[-1])))
         x = nn.relu(x.reshape((-1, half_h, half_w, self.channels)))
-        x = nn.relu(nn.Conv(self.channels, (3, 3))(x))
-        x = nn.relu(nn.ConvTranspose(self.channels, (3, 3), strides=(2, 2))(x))
-        x = nn.Conv(channels, (3, 3))(x)[:, :height, :width, :]
+        # Up to full resolution by a sub-pixel convolution (Shi et al. 2016: equivalent to a
+        # stride-2 transposed convolution): a 3x3 convolution to 2 x 2 x C channels, each
+        # pixel's 2 x 2 block then laid out in space.
+        x = nn.Conv(4 * channels, (3, 3))(x)
+        x = x.reshape((-1, half_h, half_w, 2, 2, channels)).transpose(0, 1, 3, 2, 4, 5)
+        x = x.reshape((-1, 2 * half_h, 2 * half_w, channels))[:, :height, :width, :]
         return x.reshape((*batch_shape, height, width, channels))
 
 
@@ -162,11 +170,18 @@ def _target_projection(name: str, ctx: TermContext, projection: Head):
     return targets
 
 
+def _decoder(ctx: TermContext) -> Decoder:
+    cfg = ctx.agent.ssl
+    return Decoder(
+        tuple(ctx.obs_shape), tuple(cfg.decoder_hidden_sizes), cfg.decoder_channels, cfg.decoder
+    )
+
+
 @register("reconstruction", needs=_NEEDS, build=True)
 def reconstruction(ctx: TermContext) -> TermSetup:
     """Decode each unrolled latent z_k into the observation o_{t+k} (k = 0..K)."""
     cfg = ctx.agent.ssl
-    decoder = Decoder(tuple(ctx.obs_shape), tuple(cfg.decoder_hidden_sizes), cfg.decoder_channels)
+    decoder = _decoder(ctx)
     steps = ctx.agent.loss.unroll_steps
 
     def init(key: jax.Array):
@@ -186,7 +201,7 @@ def decode(ctx: TermContext, params, latents: jax.Array) -> jax.Array:
     """The reconstruction decoder's picture of latents `[..., D]` (sigmoid of the logits with
     the cross-entropy loss), for plots."""
     cfg = ctx.agent.ssl
-    decoder = Decoder(tuple(ctx.obs_shape), tuple(cfg.decoder_hidden_sizes), cfg.decoder_channels)
+    decoder = _decoder(ctx)
     out = decoder.apply({"params": params["terms"]["reconstruction"]}, latents)
     return jax.nn.sigmoid(out) if cfg.reconstruction_loss == "cross_entropy" else out
 
