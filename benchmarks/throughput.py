@@ -4,12 +4,15 @@ and time-to-solve of the default CartPole preset.
     python benchmarks/throughput.py            # full run (about 10 minutes on 2 CPU cores)
     python benchmarks/throughput.py --quick    # fewer steps, for a smoke check
     python benchmarks/throughput.py --memory-only   # the memory rows alone (about a minute)
+    python benchmarks/throughput.py --ssl-only      # plain MuZero and each SSL term alone
 
 Prints a table and writes `benchmarks/results/throughput.json`. The matched setting is
 `configs/muzero/matched.yaml`: 8 envs, 25 simulations, unroll 5, TD 5, batch 256, 0.25 SGD
 updates per env step, MLP width 128, 601-atom supports, uniform replay, no reanalyse; the
 evaluation episodes are switched off while timing. The Q-learning baseline is timed at the same
-setting (`agent.kind=q_learning`, search and model keys back at their defaults).
+setting (`agent.kind=q_learning`, search and model keys back at their defaults), and so is
+MuZero with each self-supervised term (`jaxmb.losses.ssl`) at weight 1: its cost relative to
+plain MuZero, measured in the same run.
 
 Utilisation: XLA's own cost analysis gives the FLOPs of one SGD update and of one search
 (root inference + num_simulations recurrent steps), which add up to FLOPs per env step; the
@@ -206,6 +209,9 @@ def main() -> None:
     )
     parser.add_argument("--skip-solve", action="store_true")
     parser.add_argument("--memory-only", action="store_true", help="only the memory rows")
+    parser.add_argument(
+        "--ssl-only", action="store_true", help="only the SSL rows (plain MuZero and each term)"
+    )
     args = parser.parse_args()
 
     steps = 1024 if args.quick else 4096
@@ -225,6 +231,11 @@ def main() -> None:
     default_preset = config_lib.load(
         os.path.join(ROOT, "configs", "muzero", "cartpole.yaml"), ["train.eval_every=1000"]
     )
+    if args.ssl_only:
+        results["ssl"] = ssl_rows(matched, steps)
+        print_ssl(results["ssl"])
+        _write(args.out.replace(".json", "_ssl.json"), results)
+        return
     if args.memory_only:
         results["memory_per_member"] = {
             "matched": memory_per_member(matched),
@@ -269,6 +280,7 @@ def main() -> None:
         "compile_seconds": q_compile,
         "env_steps_per_second": steps / q_run,
     }
+    results["ssl"] = ssl_rows(matched, steps)
 
     seed_cfg = config_lib.configlib.replace(
         matched, train=config_lib.configlib.replace(matched.train, total_env_steps=seed_steps)
@@ -321,6 +333,7 @@ def main() -> None:
         f"matched, Q-learning baseline: {q['env_steps_per_second']:.1f} env steps/s "
         f"(compile {q['compile_seconds']:.1f} s)"
     )
+    print_ssl(results["ssl"])
     print(f"{'seeds':>5} {'vmapped steps/s':>16} {'sequential steps/s':>19} {'ratio':>6}")
     for row in rows:
         ratio = row["vmapped_env_steps_per_second"] / row["sequential_env_steps_per_second"]
@@ -335,10 +348,43 @@ def main() -> None:
             f"default CartPole preset: greedy eval >= 475 at {t['solved_at_env_steps']} env "
             f"steps, {t['solved_at_seconds']} s (compile {t['compile_seconds']:.1f} s included)"
         )
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+    _write(args.out, results)
+
+
+def _write(path: str, results: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
         json.dump(results, f, indent=2, default=float)
-    print(f"wrote {args.out}")
+    print(f"wrote {path}")
+
+
+SSL_TERMS = ("reconstruction", "spr", "contrastive")
+
+
+def ssl_rows(matched, steps: int) -> list[dict]:
+    """The matched setting plain and with each SSL term at weight 1 (its defaults in
+    `agent.ssl`), timed in one run: each term's cost as a ratio to plain MuZero."""
+    rows = []
+    for term in ("none", *SSL_TERMS):
+        cfg = matched
+        if term != "none":
+            cfg = config_lib.configlib.apply_overrides(matched, [f"agent.loss.weights.{term}=1.0"])
+        compile_s, run_s, _, _ = run_program(cfg, None)
+        rows.append(
+            {"ssl": term, "compile_seconds": compile_s, "env_steps_per_second": steps / run_s}
+        )
+    for row in rows:
+        row["cost_vs_plain"] = rows[0]["env_steps_per_second"] / row["env_steps_per_second"]
+    return rows
+
+
+def print_ssl(rows: list[dict]) -> None:
+    print(f"{'SSL term':>16} {'env steps/s':>12} {'cost vs plain':>14} {'compile s':>10}")
+    for row in rows:
+        print(
+            f"{row['ssl']:>16} {row['env_steps_per_second']:>12.1f} "
+            f"{row['cost_vs_plain']:>14.2f} {row['compile_seconds']:>10.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -79,7 +79,10 @@ def test_act_in_gymnasium_plays_a_trained_run(trained):
     assert mean == pytest.approx(sum(returns) / 2, abs=0.05)
 
 
-@pytest.mark.slow  # a convenience path; the test above covers loading and acting
+# A convenience path; the test above covers loading and acting. Heavy: a second training run
+# (`make test` stays under 15 minutes on 2 cores).
+@pytest.mark.heavy
+@pytest.mark.slow
 def test_act_in_gymnasium_trains_a_run_when_given_none(trained, tmp_path):
     # The fixture's config under another run name: the same program, read back from the
     # persistent compilation cache the fixture's run filled.

@@ -275,7 +275,7 @@ def test_planning_generalisation_writes_every_level_set_model_and_budget(tmp_pat
 
 
 def test_every_experiment_preset_loads_and_gives_valid_configs():
-    """configs/experiments/*.yaml: each is a planning or a generalisation spec whose base
+    """configs/experiments/*.yaml: each is a planning, generalisation or SSL spec whose base
     preset, overrides and variants make valid configs (loading only; nothing is traced)."""
     import glob
     import os
@@ -283,6 +283,7 @@ def test_every_experiment_preset_loads_and_gives_valid_configs():
     import yaml
 
     from jaxmb.experiments import generalisation, planning
+    from jaxmb.experiments import ssl_generalisation as ssl_study
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = sorted(glob.glob(os.path.join(root, "configs", "experiments", "*.yaml")))
@@ -290,7 +291,13 @@ def test_every_experiment_preset_loads_and_gives_valid_configs():
     for path in paths:
         with open(path) as f:
             data = yaml.safe_load(f)
-        if "levels" in data:
+        if "ssl" in data:
+            spec = ssl_study.SSLGeneralisationSpec(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+            )
+            for levels in spec.levels:
+                ssl_study.level_config(spec, levels)
+        elif "levels" in data:
             spec = generalisation.GeneralisationSpec(
                 **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
             )

@@ -110,6 +110,7 @@ def _fixed_batch(agent, key):
 def test_a_new_term_adds_to_the_loss_and_gets_what_it_needs(probe_term):
     base = make_train(tiny()).loop.agent
     probe = make_train(tiny("agent.loss.weights.latent_probe=2.0")).loop.agent
+    probe_term.clear()  # make_train traced the iteration once, for the memory check's shapes
     state = base.init(jax.random.key(0))
     batch = _fixed_batch(base, jax.random.key(1))
     # Without the term the target latents are not computed.
