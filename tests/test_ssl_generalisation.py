@@ -64,7 +64,10 @@ def test_a_tiny_study_writes_its_table_plots_and_summary(tmp_path):
     out = summary["dir"]
     with open(os.path.join(out, "generalisation.csv")) as f:
         lines = f.read().splitlines()
-    assert lines[0] == "levels,ssl,seed,train_return,test_return,probe_r2"
+    assert lines[0] == (
+        "levels,ssl,seed,train_return,test_return,probe_r2,"
+        "probe_r2_pacman,probe_r2_ghosts,probe_r2_food"
+    )
     assert [line.split(",")[1] for line in lines[1:]] == ["none", "reconstruction", "spr"]
     for line in lines[1:]:
         assert all(np.isfinite(float(v)) for v in line.split(",")[3:])

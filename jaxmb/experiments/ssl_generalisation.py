@@ -13,13 +13,16 @@ a self-supervised loss on its model, trained on N levels and tested on unseen on
    unseen ones (`env.eval_unseen_levels`: levels from N on), plotted together in each run's
    `plots/learning_curve.png`. With N = 0, training levels are the test distribution and the
    two returns are one.
-3. A linear probe (`probe`) reads ground-truth state features from the frozen latent on unseen
-   levels: for MiniPacman, Pacman's and the ghosts' positions and the food left. Its R^2 on
-   held-out episodes measures how much of the state the representation keeps.
+3. A linear probe (`probe_r2`) reads ground-truth state features from the frozen latent on
+   unseen levels: for MiniPacman, Pacman's and the ghosts' positions and the food left, from
+   `probe_envs` episodes of uniformly random play (half fit it, half score it). Its R^2 on the
+   held-out episodes, per feature group and averaged, measures how much of the state the
+   representation keeps linearly.
 4. Writes `generalisation.csv` (per N, kind and seed: the final return on training and on
-   unseen levels, and the probe's R^2), `summary.json` (means with 95% t intervals over
-   seeds) and plots: `plots/returns.png` (train and test return per kind, one panel per N),
-   `plots/levels.png` (test return against N, one line per kind), `plots/probe.png` and
+   unseen levels, and the probe's R^2, averaged and per group), `summary.json` (means with
+   95% t intervals over seeds) and plots: `plots/returns.png` (train and test return per kind, one panel per N),
+   `plots/levels.png` (test return against N, one line per kind), `plots/probe.png` (the
+   probe's R^2 for Pacman's position against N) and
    `plots/reconstruction.png` (observations against the decoder's picture of the model's
    latents at k = 0..K, for the first seed trained with reconstruction).
 
@@ -70,7 +73,7 @@ class SSLGeneralisationSpec:
     ssl: tuple[str, ...] = KINDS
     seeds: int = 3
     ssl_weight: float = 1.0
-    probe_envs: int = 16
+    probe_envs: int = 128
     probe_steps: int = 64
 
     def __post_init__(self) -> None:
@@ -175,9 +178,18 @@ def probe_data(loop, unseen_params, spec: SSLGeneralisationSpec, key: jax.Array)
     return swap(obs), swap(actions), swap(features)
 
 
-def probe_r2(latents: np.ndarray, features: np.ndarray) -> float:
+PROBE_GROUPS = ("pacman", "ghosts", "food")
+
+
+def probe_groups(num_features: int) -> dict[str, slice]:
+    """MiniPacman's feature columns: Pacman's (row, column), the ghosts', the food left."""
+    return {"pacman": slice(0, 2), "ghosts": slice(2, num_features - 1), "food": slice(-1, None)}
+
+
+def probe_r2(latents: np.ndarray, features: np.ndarray, *, per_feature: bool = False):
     """A ridge-regularised linear probe fit on the first half of the episodes `[E, T, D]`,
-    scored on the second: the R^2 averaged over the features that vary."""
+    scored on the second: the R^2 averaged over the features that vary (`per_feature`: each
+    feature's, NaN where it does not vary)."""
     half = latents.shape[0] // 2
     flat = lambda x: x.reshape(-1, x.shape[-1]).astype(np.float64)  # noqa: E731
     x_fit, x_test = flat(latents[:half]), flat(latents[half:])
@@ -189,8 +201,9 @@ def probe_r2(latents: np.ndarray, features: np.ndarray) -> float:
     predicted = x_test @ weights + mean_y
     variance = y_test.var(0)
     keep = variance > 1e-8
-    r2 = 1.0 - ((y_test - predicted) ** 2).mean(0)[keep] / variance[keep]
-    return float(np.mean(r2))
+    r2 = np.full(variance.shape, np.nan)
+    r2[keep] = 1.0 - ((y_test - predicted) ** 2).mean(0)[keep] / variance[keep]
+    return r2 if per_feature else float(np.nanmean(r2))
 
 
 def run_ssl_generalisation(
@@ -228,11 +241,15 @@ def run_ssl_generalisation(
         probe_params = unseen_levels(loop.env_params) if levels else loop.env_params
         data = probe_data(loop, probe_params, spec, jax.random.key(config.run.seed + 7919))
         agent_params = result.final_state.agent.params
-        r2 = [float("nan")] * len(kinds)
+        r2 = [{g: float("nan") for g in ("all", *PROBE_GROUPS)} for _ in kinds]
         if data is not None:
             obs, actions, features = data
             latents = jax.jit(jax.vmap(loop.agent.represent, in_axes=(0, None)))(agent_params, obs)
-            r2 = [probe_r2(np.asarray(z), np.asarray(features)) for z in latents]
+            groups = probe_groups(features.shape[-1])
+            for m, z in enumerate(latents):
+                each = probe_r2(np.asarray(z), np.asarray(features), per_feature=True)
+                r2[m] = {"all": float(np.nanmean(each))}
+                r2[m].update({g: float(np.nanmean(each[cols])) for g, cols in groups.items()})
             if pictures is None and "reconstruction" in spec.ssl:
                 member = kinds.index("reconstruction")
                 params = jax.tree.map(lambda x, m=member: x[m], agent_params)
@@ -245,7 +262,8 @@ def run_ssl_generalisation(
                     "seed": m % spec.seeds,
                     "train_return": _finals(seen[m]),
                     "test_return": _finals(unseen[m]),
-                    "probe_r2": r2[m],
+                    "probe_r2": r2[m]["all"],
+                    **{f"probe_r2_{g}": r2[m][g] for g in PROBE_GROUPS},
                 }
             )
     planning.write_csv(os.path.join(out, "generalisation.csv"), rows)
@@ -253,7 +271,7 @@ def run_ssl_generalisation(
     plot_paths = {
         "returns": _plot_returns(out, rows, spec, title),
         "levels": _plot_by_levels(out, rows, spec, "test_return", "levels", title),
-        "probe": _plot_by_levels(out, rows, spec, "probe_r2", "probe", title),
+        "probe": _plot_by_levels(out, rows, spec, "probe_r2_pacman", "probe", title),
     }
     if pictures is not None:
         plot_paths["reconstruction"] = _plot_reconstruction(out, *pictures)
@@ -266,7 +284,12 @@ def run_ssl_generalisation(
                 column: _stat(
                     [r[column] for r in rows if (r["levels"], r["ssl"]) == (levels, kind)]
                 )
-                for column in ("train_return", "test_return", "probe_r2")
+                for column in (
+                    "train_return",
+                    "test_return",
+                    "probe_r2",
+                    *(f"probe_r2_{g}" for g in PROBE_GROUPS),
+                )
             }
             for levels in dict.fromkeys(r["levels"] for r in rows)
             for kind in spec.ssl
@@ -386,7 +409,7 @@ def _plot_by_levels(
     ax.set_ylabel(
         "final greedy return on unseen levels"
         if column == "test_return"
-        else "probe R^2 on unseen levels"
+        else "probe R^2 of Pacman's position on unseen levels"
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
