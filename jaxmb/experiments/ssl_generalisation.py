@@ -20,9 +20,9 @@ a self-supervised loss on its model, trained on N levels and tested on unseen on
    representation keeps linearly.
 4. Writes `generalisation.csv` (per N, kind and seed: the final return on training and on
    unseen levels, and the probe's R^2, averaged and per group), `summary.json` (means with
-   95% t intervals over seeds) and plots: `plots/returns.png` (train and test return per kind, one panel per N),
-   `plots/levels.png` (test return against N, one line per kind), `plots/probe.png` (the
-   probe's R^2 for Pacman's position against N) and
+   95% t intervals over seeds) and plots: `plots/returns.png` (train and test return per
+   kind, one panel per N), `plots/levels.png` (test return against N, one line per kind),
+   `plots/probe.png` (the probe's R^2 for Pacman's position against N) and
    `plots/reconstruction.png` (observations against the decoder's picture of the model's
    latents at k = 0..K, for the first seed trained with reconstruction).
 
