@@ -198,19 +198,31 @@ def _with_env(env_id: str | None, changes: dict, overrides: list[str]) -> list[s
     return [f"env.id={env_id}", *overrides]
 
 
-def _generalisation(args: argparse.Namespace, path, overrides) -> int:
+def _experiment_spec(cls, path, changes: dict, overrides: list[str]):
+    """An experiment's spec `cls`: the preset YAML at `path` (if any), the command line's
+    `changes` over it (those given), YAML lists as tuples, then `overrides` appended."""
+    import dataclasses
+
+    import yaml
+
     from jaxmb import presets
-    from jaxmb.experiments import generalisation, planning
+
+    if path is not None:
+        with open(presets.resolve(path, group="experiments"), encoding="utf-8") as f:
+            changes = {**yaml.safe_load(f), **{k: v for k, v in changes.items() if v}}
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v}
+    spec = cls(**changes)
+    if overrides:
+        spec = dataclasses.replace(spec, overrides=(*spec.overrides, *overrides))
+    return spec
+
+
+def _generalisation(args: argparse.Namespace, path, overrides) -> int:
+    from jaxmb.experiments import generalisation
 
     changes = {"seeds": args.seeds, "levels": args.levels}
     overrides = _with_env(args.env, changes, overrides)
-    if path is not None:
-        with open(presets.resolve(path, group="experiments"), encoding="utf-8") as f:
-            changes = {**planning.yaml.safe_load(f), **{k: v for k, v in changes.items() if v}}
-    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v}
-    spec = generalisation.GeneralisationSpec(**changes)
-    if overrides:
-        spec = planning.dataclasses.replace(spec, overrides=(*spec.overrides, *overrides))
+    spec = _experiment_spec(generalisation.GeneralisationSpec, path, changes, overrides)
     summary = generalisation.run_generalisation(
         spec, name=args.name, root=args.root, quiet=args.quiet
     )
@@ -233,9 +245,6 @@ def _ints(raw: str | None, key: str) -> tuple[int, ...] | None:
 
 
 def _ssl_generalisation(args: argparse.Namespace, path, overrides) -> int:
-    import dataclasses
-
-    from jaxmb.experiments import planning
     from jaxmb.experiments import ssl_generalisation as study
 
     changes: dict[str, Any] = {"seeds": args.seeds, "levels": _ints(args.levels, "--levels")}
@@ -244,15 +253,7 @@ def _ssl_generalisation(args: argparse.Namespace, path, overrides) -> int:
     overrides = _with_env(args.env, changes, overrides)
     if args.quick:
         changes = {**study.QUICK, **{k: v for k, v in changes.items() if v}}
-    if path is not None:
-        from jaxmb import presets
-
-        with open(presets.resolve(path, group="experiments"), encoding="utf-8") as f:
-            changes = {**planning.yaml.safe_load(f), **{k: v for k, v in changes.items() if v}}
-    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v}
-    spec = study.SSLGeneralisationSpec(**changes)
-    if overrides:
-        spec = dataclasses.replace(spec, overrides=(*spec.overrides, *overrides))
+    spec = _experiment_spec(study.SSLGeneralisationSpec, path, changes, overrides)
     summary = study.run_ssl_generalisation(spec, name=args.name, root=args.root, quiet=args.quiet)
     print(f"experiment directory: {summary['dir']}")
     for group, stat in summary["results"].items():
