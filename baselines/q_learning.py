@@ -246,6 +246,11 @@ class QLearning:
         """Q-values `[..., A]` of observations `[..., *obs_shape]`."""
         return self.value_support.logits_to_scalar(self.network.apply(params, obs))
 
+    def represent(self, params, obs: jax.Array) -> jax.Array:
+        """Latents `[..., latent_dim]` of observations (the encoder's, as MuZero's `represent`;
+        read by latent-based reward transforms)."""
+        return self.network.apply(params, obs, method=QNetwork.represent)
+
     def bootstrap_value(self, state: QLearningState, obs: jax.Array) -> jax.Array:
         """The truncation bootstrap `[B]`: the online network's max over all actions."""
         return jnp.max(self.q_values(state.params, obs), axis=-1)

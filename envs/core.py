@@ -36,8 +36,18 @@ class Env(Protocol):
         id: the registry id with its source prefix, e.g. `"gymnax:CartPole-v1"`.
 
     Optional members, looked up with `getattr` where used: `num_players` and `to_play(state)`
-    for two-player games, and `symmetries` (`jaxmb.envs.symmetry`) for
-    `replay.augment_symmetries`.
+    for two-player games, `symmetries` (`jaxmb.envs.symmetry`) for
+    `replay.augment_symmetries`, and `achievement_info_keys` (read through the function of
+    that name below).
+
+    `achievement_info_keys` maps an achievement's name (`"collect_wood"`) to the `info` key
+    under which `step` reports it (`"Achievements/collect_wood"`): a value above 0 on the
+    step an episode ends when that episode unlocked it at least once; values on other steps
+    are not read. The training loop counts, per iteration, the ended episodes that unlocked
+    each (`train/achievements/<name>`), and a run's summary turns the counts into success
+    rates (`jaxmb.run.achievement_success_rates`). The craftax adapter declares Crafter's
+    achievements this way (`jaxmb.envs.craftax_adapter`); for an env that declares none the
+    loop logs no such metric and compiles the program it compiled before the hook existed.
     """
 
     observation_space: gymnasium.spaces.Space
@@ -142,6 +152,12 @@ def num_actions(space: gymnasium.spaces.Space) -> int:
 def all_actions_legal(space: gymnasium.spaces.Space) -> jax.Array:
     """The mask of an env without illegal actions: `bool[num_actions]`, all True."""
     return jnp.ones((num_actions(space),), dtype=jnp.bool_)
+
+
+def achievement_info_keys(env: Any) -> dict[str, str]:
+    """The achievements `env` reports at episode ends, as `{name: info key}` (see `Env`);
+    empty for an env that declares none."""
+    return dict(getattr(env, "achievement_info_keys", None) or {})
 
 
 def tree_where(pred: jax.Array, on_true: Any, on_false: Any) -> Any:

@@ -29,6 +29,28 @@ Classic, `score` (craftax's geometric-mean score, likewise at episode ends). cra
 `discount` is 0 at the time limit too, so the adapter replaces it by
 `1 - terminated`. `final_observation` is added.
 
+The env declares those achievement keys as its `achievement_info_keys` (`{name:
+"Achievements/<name>"}`, the `Env` protocol's optional member): Classic's 22, which are
+Crafter's, and the full game's 67, read from craftax's own `Achievement` enum. The training
+loop counts the ended episodes that unlocked each (`train/achievements/<name>`, per
+iteration), and a run's `summary.json` gives each achievement's success rate and the run's
+Crafter score.
+
+The Crafter score follows Hafner (2021), "Benchmarking the Spectrum of Agent Capabilities":
+with `s_i` the success rate of achievement `i` in percent (the share of all training
+episodes of the run in which it was unlocked at least once),
+
+    S = exp(mean_i ln(1 + s_i)) - 1,
+
+a number in [0, 100]. The offset of 1 keeps an achievement that is never unlocked from
+zeroing the whole score, and the mean of logarithms (a geometric mean) counts a rise in a
+rare achievement's rate for more than the same rise in a common one's, so the score
+rewards progress on the hard achievements. `crafter_score` computes it from the rates;
+the full game's score applies the same formula to its 67 achievements (the Craftax paper
+reports returns instead, so that figure has no published counterpart). craftax's own
+`info["score"]` is the same formula applied to one episode's 0/100 flags, not the run's
+score.
+
 Observations are float32: symbolic ones a flat vector, pixel ones `[H, W, C]` with
 channels last (63 x 63 x 3 for Classic) in [0, 1]. Classic's symbolic and pixel
 observations stay in craftax's declared [0, 1]; the full game's symbolic observation does
@@ -44,6 +66,7 @@ Every action is always legal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import chex
@@ -94,6 +117,9 @@ class CraftaxEnv:
         self.action_space = gymnasium.spaces.Discrete(
             int(craftax_env.action_space(self._params).n), dtype=np.int32
         )
+        self.achievement_info_keys = {
+            name: f"Achievements/{name}" for name in achievement_names(craftax_env)
+        }
 
     def __repr__(self) -> str:
         return f"CraftaxEnv({self.id!r})"
@@ -186,3 +212,38 @@ def build(name: str, params: Any = None) -> CraftaxEnv:
 
     craftax_env = make_craftax_env_from_name(name, auto_reset=False)
     return CraftaxEnv(craftax_env, params, env_id=f"craftax:{name}")
+
+
+def achievement_names(craftax_env: Any) -> tuple[str, ...]:
+    """The achievements of a craftax env, lower-cased as its `info` names them, in the order
+    of craftax's `Achievement` enum: 22 for Classic (Crafter's), 67 for the full game."""
+    if type(craftax_env).__module__.startswith("craftax.craftax_classic"):
+        from craftax.craftax_classic.constants import Achievement
+    else:
+        from craftax.craftax.constants import Achievement
+    return tuple(achievement.name.lower() for achievement in Achievement)
+
+
+def crafter_score(success_rates_percent: Mapping[str, float] | Iterable[float]) -> float:
+    """The Crafter score of a run (Hafner 2021): `exp(mean_i ln(1 + s_i)) - 1`.
+
+    Args:
+        success_rates_percent: the success rate `s_i` of every achievement, in percent
+            (0 to 100): a sequence, or a mapping from names to rates. The score is defined
+            over all of an env's achievements (Crafter's 22), never-unlocked ones included
+            at 0.
+
+    Returns:
+        The score, in [0, 100].
+
+    Raises:
+        ValueError: for no rates, or a rate outside [0, 100] (NaN included).
+    """
+    if isinstance(success_rates_percent, Mapping):
+        success_rates_percent = success_rates_percent.values()
+    rates = np.asarray(list(success_rates_percent), np.float64)
+    if rates.ndim != 1 or rates.size == 0:
+        raise ValueError(f"expected a flat, non-empty list of rates, got shape {rates.shape}")
+    if not np.all((rates >= 0) & (rates <= 100)):
+        raise ValueError(f"success rates are percentages in [0, 100], got {rates.tolist()}")
+    return float(np.exp(np.mean(np.log1p(rates))) - 1.0)

@@ -33,6 +33,13 @@ class Wrapper:
         return f"{type(self).__name__}({self.env!r})"
 
     @property
+    def achievement_info_keys(self) -> dict[str, str]:
+        """The wrapped env's achievements (`Env`'s optional member): every wrapper passes
+        the wrapped env's `info` on, so what it reports at episode ends still reaches the
+        loop. A wrapper that reports achievements of its own overrides this."""
+        return core.achievement_info_keys(self.env)
+
+    @property
     def num_actions(self) -> int:
         """Number of discrete actions of the wrapped env."""
         return self.env.num_actions

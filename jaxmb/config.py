@@ -491,11 +491,44 @@ class CountConfig:
 
 
 @_frozen
+class RNDConfig:
+    """Random network distillation (`jaxmb.rewards.rnd`)."""
+
+    hidden_size: int = field(256, low=1, help="width of the target's and predictor's dense layers")
+    embedding_dim: int = field(64, low=1, help="output width of the target and the predictor")
+    learning_rate: float = field(3e-4, gt=0.0, help="the predictor's Adam step size")
+    update_proportion: float = field(
+        1.0,
+        gt=0.0,
+        high=1.0,
+        help="share of each sampled batch's observations the predictor trains on (Burda et al. "
+        "kept 0.25 with 128 envs and more)",
+    )
+    return_discount: float = field(
+        0.99,
+        low=0.0,
+        lt=1.0,
+        help="discount of the non-episodic intrinsic return whose running std scales the reward",
+    )
+
+
+@_frozen
+class DisagreementConfig:
+    """Latent disagreement (`jaxmb.rewards.disagreement`)."""
+
+    ensemble_size: int = field(5, low=2, help="one-step latent predictors in the ensemble")
+    hidden_sizes: tuple[int, ...] = field((256,), low=1, help="each predictor's hidden widths")
+    learning_rate: float = field(3e-4, gt=0.0, help="the ensemble's Adam step size")
+    normalize: bool = field(True, help="divide the disagreement by its running standard deviation")
+
+
+@_frozen
 class RewardConfig:
     transform: str = field(
         "identity",
-        help="reward transform between replay and the targets (jaxmb.rewards): identity, or "
-        "count (a count-based novelty bonus, for small envs)",
+        help="reward transform between replay and the targets (jaxmb.rewards): identity; count "
+        "(a count-based novelty bonus, for small envs); rnd (random network distillation); "
+        "disagreement (an ensemble of one-step latent predictors)",
     )
     env_weight: float = field(
         1.0, low=0.0, help="weight of the env's reward in the trained reward", static=False
@@ -516,6 +549,10 @@ class RewardConfig:
         1.0, low=0.0, help="intrinsic reward weight in the exploration phase", static=False
     )
     count: CountConfig = field(default_factory=CountConfig, help="the count transform")
+    rnd: RNDConfig = field(default_factory=RNDConfig, help="the rnd transform")
+    disagreement: DisagreementConfig = field(
+        default_factory=DisagreementConfig, help="the disagreement transform"
+    )
 
     def __post_init__(self) -> None:
         from jaxmb import rewards

@@ -10,6 +10,13 @@ killed and resumed ends with the same parameters as one that was not (on the sam
 seed at each log interval), TensorBoard events in `tensorboard/`, orbax checkpoints in
 `checkpoints/`, `plots/learning_curve.png` and `summary.json`.
 
+On an env that declares achievements (`jaxmb.envs.core.Env.achievement_info_keys`: Craftax),
+`summary.json` adds each achievement's success rate over all training episodes of the run
+(`achievement_success_rates`), and on Craftax the Crafter score (Hafner 2021) of those rates
+(`crafter_score`, per seed, and `crafter_score_mean`). They are computed from the full
+history of per-iteration counts (the `metrics` of `RunResult`, kept in every checkpoint),
+since `metrics.jsonl` holds only the iterations at log points.
+
 Memory is checked before anything runs (`jaxmb.memory`; `run.memory_check=false` skips it):
 `make_train` checks the estimated peak, the compiled program is checked again with XLA's
 own figures, and `summary.json`'s `memory` records the estimated and the measured peak.
@@ -31,8 +38,10 @@ from jaxmb import compile_cache, configlib, distributed
 from jaxmb import memory as memory_lib
 from jaxmb.checkpoint import Checkpointer, is_key
 from jaxmb.config import Config, ConfigError
+from jaxmb.envs.craftax_adapter import crafter_score
 from jaxmb.logger import RunLogger
 from jaxmb.loop import check_finite, make_train
+from jaxmb.loop.collect import ACHIEVEMENT_METRIC_PREFIX
 from jaxmb.plotting import plot_learning_curves, steps_label
 
 
@@ -385,7 +394,9 @@ def summarize(
     start_iteration: int = 0,
 ) -> dict[str, Any]:
     """Final figures of a run: per-seed and mean final greedy eval return, speed (of the
-    iterations this process ran: all of them, or those after `start_iteration` on resume)."""
+    iterations this process ran: all of them, or those after `start_iteration` on resume),
+    and, where the env declares achievements, their success rates and (Craftax) the Crafter
+    score (`achievement_summary`)."""
     eval_returns = metrics["eval/episode_return"]  # [S, I]
     final_eval = [
         float(row[np.isfinite(row)][-1]) if np.isfinite(row).any() else None for row in eval_returns
@@ -407,5 +418,73 @@ def summarize(
             round(num_seeds * ran * config.steps_per_iteration / run_seconds, 1)
             if ran > 0 and run_seconds > 0
             else None
+        ),
+        **achievement_summary(config.env.id, metrics),
+    }
+
+
+def achievement_success_rates(metrics: dict[str, np.ndarray]) -> dict[str, list[float | None]]:
+    """Each achievement's success rate over all training episodes of a run, per seed.
+
+    The rate of achievement `name` is `100 * sum(train/achievements/<name>) /
+    sum(train/episodes)`, both summed over every iteration that ran (the history's counts;
+    iterations not run hold -1 and are left out): the percentage of the run's ended training
+    episodes that unlocked it at least once, as Hafner (2021) defines it.
+
+    Args:
+        metrics: a run's history (`RunResult.metrics`, `make_train`'s metrics): name ->
+            `[num_seeds, num_iterations]` (or `[num_iterations]`, one seed).
+
+    Returns:
+        `{name: [rate of each seed]}` in percent, in name order, None for a seed in whose run
+        no episode ended; empty where the env declares no achievements.
+    """
+    names = sorted(
+        k[len(ACHIEVEMENT_METRIC_PREFIX) :]
+        for k in metrics
+        if k.startswith(ACHIEVEMENT_METRIC_PREFIX)
+    )
+    if not names:
+        return {}
+    episodes = _run_total(metrics["train/episodes"])
+    rates = {}
+    for name in names:
+        unlocked = _run_total(metrics[ACHIEVEMENT_METRIC_PREFIX + name])
+        rates[name] = [
+            None if ended == 0 else 100.0 * int(count) / int(ended)
+            for count, ended in zip(unlocked, episodes, strict=True)
+        ]
+    return rates
+
+
+def _run_total(counts: np.ndarray) -> np.ndarray:
+    """`[num_seeds]`: a count metric summed over the iterations that ran (count >= 0)."""
+    counts = np.atleast_2d(np.asarray(counts, np.int64))
+    return np.where(counts >= 0, counts, 0).sum(axis=-1)
+
+
+def achievement_summary(env_id: str, metrics: dict[str, np.ndarray]) -> dict[str, Any]:
+    """`summary.json`'s achievement figures (see `achievement_success_rates`).
+
+    Returns:
+        `achievement_success_rates` (`{name: [percent per seed]}`, None where the env declares
+        no achievements) and, for `craftax:` envs, `crafter_score` (per seed: the Crafter
+        score of that seed's rates, `jaxmb.envs.craftax_adapter.crafter_score`; None for a
+        seed without ended episodes) and `crafter_score_mean` (over the seeds; None unless
+        every seed has a score). The score fields are None on other envs.
+    """
+    rates = achievement_success_rates(metrics)
+    scores = None
+    if rates and env_id.startswith("craftax:"):
+        num_seeds = len(next(iter(rates.values())))
+        per_seed = [[rate[seed] for rate in rates.values()] for seed in range(num_seeds)]
+        scores = [
+            None if None in seed_rates else crafter_score(seed_rates) for seed_rates in per_seed
+        ]
+    return {
+        "achievement_success_rates": rates or None,
+        "crafter_score": scores,
+        "crafter_score_mean": (
+            None if scores is None or None in scores else float(np.mean(scores))
         ),
     }

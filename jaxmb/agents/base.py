@@ -39,6 +39,10 @@ averages the scalars over an iteration's updates. The NaN guard checks `agent.gu
 (a non-finite value there stops learning). `acting_metrics(infos)` reduces the `info` dicts of
 one iteration's rollout (leaves `[T, N, ...]`) to scalars, e.g. MuZero's simulation counts.
 
+**Latents.** An agent that can explore with a latent-based reward transform (`disagreement`)
+also has `represent(params, obs)`: latents `[..., D]` of observations `[..., *obs_shape]`
+(MuZero's representation; the Q-learning baseline's encoder).
+
 **Parameters by part.** `agent.parts` maps each transferable part (Walker et al. 2023's
 decomposition: `encoder`, `prior_heads`, `model`, `dynamics_heads`, or an agent's own such as
 `q_head`) to the top-level groups of `state.params["params"]` it holds. `agent.init_from`

@@ -37,6 +37,12 @@ axis under vmap; iterations not run hold NaN, or -1 for integer metrics):
   `train/episode_return`     mean return of the training episodes that ended in the
                              iteration (NaN if none ended);
   `train/episodes`           number of training episodes that ended in the iteration;
+  `train/achievements/<name>`   envs that declare achievements only (`achievement_info_keys`,
+                             `jaxmb.envs.core.Env`; Craftax): how many of those episodes
+                             unlocked the achievement. Counts per iteration: a run's success
+                             rates sum them over every iteration of the history
+                             (`jaxmb.run.achievement_success_rates`), not over the iterations
+                             `metrics.jsonl` samples;
   `eval/episode_return`      mean greedy return over `num_eval_envs` episodes, at the
                              iterations that evaluate (NaN elsewhere); for two-player
                              games, the agent's mean outcome (+1 win, -1 loss) against a

@@ -8,6 +8,16 @@ import jax
 import jax.numpy as jnp
 
 from jaxmb.agents.base import Agent
+from jaxmb.envs import core
+
+#: Where an iteration's count of ended episodes that unlocked an achievement is logged:
+#: `train/achievements/<name>`, for the names of the env's `achievement_info_keys`.
+ACHIEVEMENT_METRIC_PREFIX = "train/achievements/"
+
+
+def achievement_metric(name: str) -> str:
+    """The metric that counts the ended episodes that unlocked achievement `name`."""
+    return ACHIEVEMENT_METRIC_PREFIX + name
 
 
 def record_template(agent: Agent, obs: jax.Array) -> dict:
@@ -42,10 +52,14 @@ def collect(
     """`rollout_steps` steps of every env of `env` (a `VectorEnv` of `EpisodeStatistics`).
 
     Returns the env state and observations after the last step, the records `[N, T, ...]`
-    (`record_template`'s fields), the episode statistics `(episode_done, episode_return)`
-    `[T, N]`, and the other fields of `act`'s info `[T, N, ...]` (for `agent.acting_metrics`).
+    (`record_template`'s fields), the episode statistics `(episode_done, episode_return,
+    unlocked)` `[T, N]`, and the other fields of `act`'s info `[T, N, ...]` (for
+    `agent.acting_metrics`). `unlocked` maps each name of the env's `achievement_info_keys`
+    (`jaxmb.envs.core.Env`) to `bool[T, N]`: an episode ended at that step having unlocked
+    the achievement; it is empty for an env that declares none.
     """
     record_fields = tuple(agent.record_spec())
+    achievements = core.achievement_info_keys(env)
 
     def one_step(carry, step_key):
         env_state, obs = carry
@@ -75,7 +89,10 @@ def collect(
             **{name: info[name] for name in record_fields},
         }
         extra = {k: v for k, v in info.items() if k not in record_fields}
-        stats = (env_info["episode_done"], env_info["episode_return"])
+        done = env_info["episode_done"]
+        # Envs report achievements on the step an episode ends; other steps are not read.
+        unlocked = {name: done & (env_info[key] > 0) for name, key in achievements.items()}
+        stats = (done, env_info["episode_return"], unlocked)
         return (env_state, next_obs), (step, stats, extra)
 
     keys = jax.random.split(key, rollout_steps)

@@ -69,11 +69,15 @@ def learn(
         new_reward_state = reward_state
         if transform is not None:
             update_key, reward_key = jax.random.split(update_key)
+            if rewards_lib.needs_latent(transform):
+                latent = agent.represent(agent_state.params, data["obs"])
+                data = dict(data, latent=jax.lax.stop_gradient(latent))
             new_reward_state, transform_metrics = transform.update(reward_state, data, reward_key)
             data, reward_metrics = rewards_lib.apply(
                 transform, reward_state, data, reward_config, env_steps
             )
             reward_metrics.update(transform_metrics)
+        data.pop("latent", None)
         batch = dict(data, weight=sample.weight)
         new_state, metrics = agent.update(agent_state, batch, update_key)
         priority = metrics.pop("priority", None)

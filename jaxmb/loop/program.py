@@ -73,7 +73,7 @@ class Loop:
                 else None
             ),
         )
-        self.transform = rewards_lib.make(config)
+        self.transform = rewards_lib.make(config, self.agent)
         self.steps_per_env = config.replay.capacity // config.env.num_envs
         self.eval_every = config.every(config.train.eval_every) if config.train.eval_every else 0
         self.log_every = config.every(config.train.log_every)
@@ -246,7 +246,7 @@ class Loop:
         cfg = self.config
         key, collect_key, learn_key, eval_key = jax.random.split(state.key, 4)
         env_state, obs, steps, stats, infos = self.collect(state, collect_key)
-        episode_done, episode_return = stats
+        episode_done, episode_return, unlocked = stats
         replay = replay_lib.add(state.replay, steps)
         reward_state = state.reward
         if self.transform is not None:
@@ -301,6 +301,10 @@ class Loop:
             "env_steps": env_steps,
             "train/episode_return": train_return,
             "train/episodes": jnp.sum(episode_done).astype(jnp.int32),
+            **{
+                collect_lib.achievement_metric(name): jnp.sum(flags).astype(jnp.int32)
+                for name, flags in unlocked.items()
+            },
             **eval_metrics,
             **self.agent.acting_metrics(infos),
             "learning": can_learn.astype(jnp.int32),

@@ -22,10 +22,21 @@ statistics, counts) and is updated with the agent:
     intrinsic = transform.intrinsic(state, batch)      # [B, L] for sampled windows [B, L, ...]
     state, metrics = transform.update(state, batch, key)   # with each SGD update
 
+A transform that declares `needs_latent = True` also gets `batch["latent"]` (`[B, L, D]`, the
+agent's `represent(params, obs)` with its current online parameters, under `stop_gradient`) in
+`intrinsic` and `update`.
+
 The identity transform (the default) is left out of the program altogether. Adding a transform
 means adding a module to this package that calls `register` (the package imports its modules
-the first time the registry is read). `count.py` is a count-based bonus for small envs; RND
-and latent disagreement come with the exploration work.
+the first time the registry is read). The transforms:
+
+    count         a count-based bonus on SimHash buckets, for small and tabular envs
+    rnd           random network distillation (Burda et al. 2019): a predictor's error at
+                  matching a fixed random network on the next observation
+    disagreement  the variance of an ensemble of one-step latent predictors (Plan2Explore-style)
+
+Which intrinsic reward Walker et al. (2023) used could not be read here; RND and disagreement
+are jaxmb's choice of two well-known ones (each module documents its reading).
 """
 
 from __future__ import annotations
@@ -52,6 +63,11 @@ class RewardTransform(Protocol):
     def update(self, state: Any, batch: dict, key: jax.Array) -> tuple[Any, dict]: ...
 
 
+def needs_latent(transform: RewardTransform | None) -> bool:
+    """Whether the loop must add `batch["latent"]` for `transform`."""
+    return bool(getattr(transform, "needs_latent", False))
+
+
 # Unknown names are reported on "transform": RewardConfig's builder puts it under "reward.".
 _TRANSFORMS = plugins.Registry(
     __name__, __path__, what="reward transform", key=lambda name: "transform"
@@ -60,7 +76,7 @@ _TRANSFORMS = plugins.Registry(
 
 def register(name: str):
     """Class decorator registering a transform under `name`; its constructor takes the
-    `Config`."""
+    `Config` and the agent (`make`)."""
 
     def decorate(cls: type) -> type:
         cls.name = name
@@ -79,11 +95,12 @@ def spec(name: str) -> type:
     return _TRANSFORMS.get(name)
 
 
-def make(config: Any) -> RewardTransform | None:
-    """The run's transform, or None for the identity (nothing to compute)."""
+def make(config: Any, agent: Any = None) -> RewardTransform | None:
+    """The run's transform, or None for the identity (nothing to compute). A transform's
+    constructor takes the `Config` and the run's agent (which `disagreement` reads)."""
     if config.reward.transform == "identity":
         return None
-    return spec(config.reward.transform)(config)
+    return spec(config.reward.transform)(config, agent)
 
 
 def weights(reward_config: Any, env_steps: jax.Array) -> tuple[jax.Array, jax.Array]:

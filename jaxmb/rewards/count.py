@@ -26,7 +26,8 @@ class CountState:
 
 @register("count")
 class CountBonus:
-    def __init__(self, config):
+    def __init__(self, config, agent=None):
+        del agent
         self.bits = config.reward.count.hash_bits
 
     def init(self, key: jax.Array, obs: jax.Array) -> CountState:

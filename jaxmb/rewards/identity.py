@@ -12,8 +12,8 @@ class Identity:
     """No intrinsic reward. `jaxmb.rewards.make` returns None for it, so the loop computes
     nothing; the class exists for completeness (and for code that wants a transform object)."""
 
-    def __init__(self, config=None):
-        del config
+    def __init__(self, config=None, agent=None):
+        del config, agent
 
     def init(self, key, obs):
         return None

@@ -6,7 +6,8 @@ most tests: a batch of `NUM_ENVS` Classic-Symbolic envs stepped `NUM_STEPS` time
 env and its non-auto-reset env fed the same keys, actions and states. The time limit is
 set to `TIME_LIMIT`, so several episodes end by truncation; env 1 starts with zero health
 (it dies on its first step) and env 2 with zero health one step before the time limit
-(death and time limit coincide).
+(death and time limit coincide). Each env starts with its own set of achievements already
+unlocked (`_preset_achievements`), which its first episode reports when it ends.
 """
 
 import dataclasses
@@ -26,6 +27,39 @@ NUM_ENVS = 3
 NUM_STEPS = 30
 TIME_LIMIT = 8
 DIES_AT_ONCE, DIES_AT_TIME_LIMIT = 1, 2
+
+
+# Crafter's 22 achievements (Hafner 2021, Table F.1 / crafter's data.yaml), which
+# Craftax-Classic keeps.
+CRAFTER_ACHIEVEMENTS = {
+    "collect_coal",
+    "collect_diamond",
+    "collect_drink",
+    "collect_iron",
+    "collect_sapling",
+    "collect_stone",
+    "collect_wood",
+    "defeat_skeleton",
+    "defeat_zombie",
+    "eat_cow",
+    "eat_plant",
+    "make_iron_pickaxe",
+    "make_iron_sword",
+    "make_stone_pickaxe",
+    "make_stone_sword",
+    "make_wood_pickaxe",
+    "make_wood_sword",
+    "place_furnace",
+    "place_plant",
+    "place_stone",
+    "place_table",
+    "wake_up",
+}
+
+
+def _preset_achievements(case: jax.Array, num: int) -> jax.Array:
+    """`bool[num]`: the achievements env `case` starts with, a different third for each."""
+    return (jnp.arange(num) + case) % 3 == 0
 
 
 def _rollout(env: CraftaxEnv, key: jax.Array, case: jax.Array, params) -> dict:
@@ -49,6 +83,9 @@ def _rollout(env: CraftaxEnv, key: jax.Array, case: jax.Array, params) -> dict:
         state,
         dead,
         at_limit,
+    )
+    state = state.replace(
+        achievements=_preset_achievements(case, state.achievements.shape[-1]) | state.achievements
     )
     ref_state = state
     late = state.replace(timestep=jnp.full_like(state.timestep, TIME_LIMIT))
@@ -86,6 +123,13 @@ def _rollout(env: CraftaxEnv, key: jax.Array, case: jax.Array, params) -> dict:
             "ref_timestep": ref[1].timestep,
             "pre_reset_obs": pre_reset[0],
             "pre_reset_done": pre_reset[3],
+            # [num_achievements], in the order of `env.achievement_info_keys`.
+            "achievements": jnp.stack([info[k] for k in env.achievement_info_keys.values()]),
+            "ref_achievements": jnp.stack([ref[4][k] for k in env.achievement_info_keys.values()]),
+            "ref_achievement_keys": jnp.asarray(
+                sorted(k for k in ref[4] if k.startswith("Achievements/"))
+                == sorted(env.achievement_info_keys.values())
+            ),
         }
         return (next_state, ref[1]), record
 
@@ -160,6 +204,24 @@ def test_time_limit_truncates_and_does_not_terminate(out):
     np.testing.assert_array_equal(out["timestep"][truncated, normal], 0)
     # craftax reports the episode's score when it ends (and only then).
     assert (out["score"][~truncated, normal] == 0).all()
+
+
+def test_achievements_match_craftax_and_are_reported_at_episode_ends(env_and_params, out):
+    env, _ = env_and_params
+    assert set(env.achievement_info_keys) == CRAFTER_ACHIEVEMENTS
+    assert all(v == f"Achievements/{k}" for k, v in env.achievement_info_keys.items())
+    # The declared keys are exactly the Achievements/ keys of craftax's own info.
+    assert out["ref_achievement_keys"].all()
+    np.testing.assert_array_equal(out["achievements"], out["ref_achievements"])
+    done = out["terminated"] | out["truncated"]  # [T, B]
+    assert set(np.unique(out["achievements"])) <= {0.0, 100.0}
+    assert (out["achievements"][~done] == 0).all()
+    # Each env's first episode ends holding (at least) the achievements it started with.
+    num = len(CRAFTER_ACHIEVEMENTS)
+    for case in range(NUM_ENVS):
+        first_end = np.flatnonzero(done[:, case])[0]
+        preset = np.asarray(_preset_achievements(case, num))
+        assert (out["achievements"][first_end, case][preset] == 100).all(), case
 
 
 def test_death_terminates(out):
