@@ -266,10 +266,32 @@ def _ssl_generalisation(args: argparse.Namespace, path, overrides) -> int:
     return 0
 
 
+def _transfer(args: argparse.Namespace, path, overrides) -> int:
+    from jaxmb.experiments import transfer as study
+
+    changes: dict[str, Any] = {"seeds": args.seeds, "transform": args.transform}
+    overrides = _with_env(args.env, changes, overrides)
+    if args.quick:
+        changes = {**study.QUICK, **{k: v for k, v in changes.items() if v}}
+    spec = _experiment_spec(study.TransferSpec, path, changes, overrides)
+    summary = study.run_transfer(spec, name=args.name, root=args.root, quiet=args.quiet)
+    print(f"experiment directory: {summary['dir']}")
+    for group, stat in summary["finetune"].items():
+        final, crafter = stat["final_return"]["mean"], stat["crafter_score"]["mean"]
+        shown = "-" if final is None else f"{final:.2f}"
+        score = "" if crafter is None else f", Crafter score {crafter:.2f}"
+        print(f"  {group:<32} final return {shown}{score}")
+    for name, plot in summary["plots"].items():
+        print(f"  plot {name}: {plot}")
+    return 0
+
+
 def _experiment(args: argparse.Namespace) -> int:
     from jaxmb.experiments import planning
 
     path, overrides = _split_overrides(args.items)
+    if args.which == "transfer":
+        return _transfer(args, path, overrides)
     if args.which == "generalisation":
         return _ssl_generalisation(args, path, overrides)
     if args.which == "planning-generalisation":
@@ -387,13 +409,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     ev.set_defaults(func=_eval)
     ex = sub.add_parser(
-        "experiment", help="run a research experiment (planning, SSL and generalisation)"
+        "experiment",
+        help="run a research experiment (planning, SSL and generalisation, exploration and "
+        "transfer)",
     )
     ex.add_argument(
         "which",
-        choices=["planning", "planning-generalisation", "generalisation"],
+        choices=["planning", "planning-generalisation", "generalisation", "transfer"],
         help="the experiment: planning (Hamrick et al. 2021), planning-generalisation (its "
-        "section 6), generalisation (self-supervision and unseen levels, Anand et al. 2022)",
+        "section 6), generalisation (self-supervision and unseen levels, Anand et al. 2022), "
+        "transfer (exploration pre-training, then transfer by part; Walker et al. 2023)",
+    )
+    ex.add_argument(
+        "--transform",
+        help="transfer: the intrinsic reward of pre-training (rnd, disagreement, count)",
     )
     ex.add_argument(
         "--levels",

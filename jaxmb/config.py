@@ -580,6 +580,15 @@ class TrainConfig:
     checkpoint_every: int = field(
         0, low=0, help="environment steps between checkpoints (0: only at the end)"
     )
+    random_action_prob: float = field(
+        0.0,
+        low=0.0,
+        high=1.0,
+        help="chance that a training env step takes a uniformly random legal action instead "
+        "of the agent's (1: random behaviour, the transfer study's ablation); replay keeps "
+        "the agent's own record fields (MuZero's search policy and value) either way",
+        static=False,
+    )
 
 
 @_frozen

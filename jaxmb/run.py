@@ -199,7 +199,7 @@ def _open_run_dir(config: Config, run_dir: str | None) -> _RunDir:
     return _RunDir(run_dir, primary, checkpointer, resume_step)
 
 
-def _build_program(config: Config, where: _RunDir, logger: RunLogger | None):
+def _build_program(config: Config, where: _RunDir, logger: RunLogger | None, source=None):
     """`make_train` with the logger and the checkpointer as its callbacks."""
 
     def log(report) -> None:
@@ -211,7 +211,11 @@ def _build_program(config: Config, where: _RunDir, logger: RunLogger | None):
             where.checkpointer.save(int(np.asarray(state.iteration).reshape(-1)[0]), state)
 
     return make_train(
-        config, callback=log, checkpoint_callback=save_checkpoint, num_seeds=config.run.num_seeds
+        config,
+        callback=log,
+        checkpoint_callback=save_checkpoint,
+        num_seeds=config.run.num_seeds,
+        source=source,
     )
 
 
@@ -298,6 +302,7 @@ def _write_outputs(config: Config, run_dir: str, summary: dict, metrics: dict, f
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
     plot_path = os.path.join(run_dir, "plots", "learning_curve.png")
+    os.makedirs(os.path.dirname(plot_path), exist_ok=True)  # a caller's own run_dir too
     agent_name = "MuZero" if config.agent.kind == "muzero" else config.agent.kind
     plot_learning_curves(
         metrics, plot_path, title=f"{agent_name} on {config.env.id}", xlabel=steps_label(config)
@@ -312,6 +317,7 @@ def train_run(
     hparams: dict[str, np.ndarray] | None = None,
     keys: jax.Array | None = None,
     run_dir: str | None = None,
+    source: Any = None,
 ) -> RunResult:
     """Trains `config.run.num_seeds` members together and writes the run directory.
 
@@ -328,6 +334,8 @@ def train_run(
       hparams: sweepable key -> `[num_seeds]` values, one per member (`jaxmb.sweep`).
       keys: `[num_seeds]` PRNG keys (default: split from `run.seed`).
       run_dir: the directory to fill (default: `run.root/run.name`).
+      source: transferred parts in place of `agent.init_from`'s (`jaxmb.transfer.Source`;
+        read for a fresh run only, like `agent.init_from`).
     """
     compile_cache.enable(config.run.compile_cache)
     where = _open_run_dir(config, run_dir)
@@ -340,7 +348,7 @@ def train_run(
             tensorboard=config.run.tensorboard,
             progress=config.run.progress and not quiet,
         )
-    train = _build_program(config, where, logger)  # checks memory (run.memory_check)
+    train = _build_program(config, where, logger, source)  # checks memory (run.memory_check)
     keys = _seed_keys(config) if keys is None else keys
     estimate = train.memory_estimate()
     if where.primary:

@@ -247,6 +247,33 @@ def test_transferred_parts_are_the_source_bits_and_the_rest_is_fresh(source_run)
         np.testing.assert_array_equal(a, b[0])
 
 
+def test_a_mixed_source_gives_each_member_its_own_origin_and_parts(source_run):
+    """`transfer.mixed_source`: member 0 takes the source's member 1 encoder, member 1 starts
+    from scratch, member 2 takes everything of the source's member 0; the rest is fresh."""
+    run_dir, source_state = source_run
+    keys = jax.random.split(jax.random.key(5), 3)
+    fresh = make_train(tiny(), num_seeds=3)
+    everything = ("encoder", "prior_heads", "model", "dynamics_heads")
+    members = [(run_dir, 1, ("encoder",)), (None, 0, ()), (run_dir, 0, everything)]
+    source = transfer_lib.mixed_source(members, fresh.loop.agent)
+    tuned = make_train(tiny(), num_seeds=3, source=source)
+    got, want = jax.jit(tuned.init)(keys), jax.jit(fresh.init)(keys)
+    origin = {0: {"encoder": 1}, 1: {}, 2: dict.fromkeys(got.agent.params["params"], 0)}
+    for member, copied in origin.items():
+        for tree in ("params", "target_params"):
+            have = getattr(got.agent, tree)["params"]
+            for group in have:
+                if group in copied:
+                    expected = source_state.agent.params["params"][group]
+                    index = copied[group]
+                else:
+                    expected, index = getattr(want.agent, tree)["params"][group], member
+                for a, b in zip(_leaves(have[group]), _leaves(expected), strict=True):
+                    np.testing.assert_array_equal(a[member], b[index])
+    with pytest.raises(ConfigError, match="member 2"):
+        transfer_lib.mixed_source([(run_dir, 2, ("encoder",))], fresh.loop.agent)
+
+
 def test_transfer_errors_name_the_part_the_run_and_the_shapes(source_run, tmp_path):
     run_dir, _ = source_run
     with pytest.raises(ConfigError, match="no part") as err:

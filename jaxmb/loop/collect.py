@@ -48,6 +48,7 @@ def collect(
     key: jax.Array,
     *,
     rollout_steps: int,
+    random_action_prob: Any = None,
 ):
     """`rollout_steps` steps of every env of `env` (a `VectorEnv` of `EpisodeStatistics`).
 
@@ -56,7 +57,9 @@ def collect(
     unlocked)` `[T, N]`, and the other fields of `act`'s info `[T, N, ...]` (for
     `agent.acting_metrics`). `unlocked` maps each name of the env's `achievement_info_keys`
     (`jaxmb.envs.core.Env`) to `bool[T, N]`: an episode ended at that step having unlocked
-    the achievement; it is empty for an env that declares none.
+    the achievement; it is empty for an env that declares none. With `random_action_prob`
+    (`train.random_action_prob`; None: never), each step's action is replaced by a uniformly
+    random legal one with that chance.
     """
     record_fields = tuple(agent.record_spec())
     achievements = core.achievement_info_keys(env)
@@ -73,6 +76,13 @@ def collect(
             action_mask=mask,
             env_state=env_state.env_state,  # under EpisodeStatistics: the env's own
         )
+        if random_action_prob is not None:
+            # A uniformly random legal action in place of the agent's, with this chance; keys
+            # of their own, so the agent's and the env's draws are those of a run without.
+            coin_key, pick_key = jax.random.split(jax.random.fold_in(step_key, 1))
+            uniform = jax.random.categorical(pick_key, jnp.where(mask, 0.0, -jnp.inf))
+            take = jax.random.uniform(coin_key, action.shape) < random_action_prob
+            action = jnp.where(take, uniform.astype(action.dtype), action)
         next_obs, env_state, reward, terminated, truncated, env_info = env.step(
             env_key, env_state, action, env_params
         )

@@ -199,7 +199,16 @@ class Loop:
             state.obs,
             key,
             rollout_steps=self.config.train.rollout_steps,
+            random_action_prob=self._random_action_prob(),
         )
+
+    def _random_action_prob(self):
+        """`train.random_action_prob`, or None where it is a plain 0 (not swept): the program
+        then has no random-action code at all."""
+        prob = self.hp.train.random_action_prob
+        if isinstance(prob, int | float) and prob == 0:
+            return None
+        return prob
 
     def learn(self, agent_state, replay, key, guard, reward_state=None, env_steps=None):
         """`updates_per_iteration` SGD updates (`jaxmb.loop.learn.learn`)."""
@@ -375,6 +384,7 @@ def make_train(
     checkpoint_callback: Callable[[TrainState], None] | None = None,
     num_seeds: int | None = None,
     memory_check: bool | None = None,
+    source: transfer_lib.Source | None = None,
 ):
     """Builds the training program.
 
@@ -401,6 +411,8 @@ def make_train(
         `num_seeds=1` runs the single-seed program with that axis added, without a vmap.
       memory_check: check the estimated peak memory against the machine's (see above);
         default `config.run.memory_check` (true). False skips it, for experts who know better.
+      source: the transferred parts (`jaxmb.transfer.Source`, e.g. `mixed_source` for a
+        source per member) in place of `agent.init_from`'s.
 
     Returns:
       `train(key, hparams=None) -> (final TrainState, metrics)`, a pure function to
@@ -413,6 +425,8 @@ def make_train(
       and `train.memory_estimate()` (the `jaxmb.memory.Estimate`, computed once).
     """
     loop = Loop(config)
+    if source is not None:
+        loop.transfer_source = source  # in place of the cached `agent.init_from` source
     members = 1 if num_seeds is None else num_seeds
     if memory_check is None:
         memory_check = config.run.memory_check

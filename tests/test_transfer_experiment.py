@@ -1,0 +1,116 @@
+"""The transfer study (Walker et al. 2023): random-behaviour pre-training and the experiment."""
+
+import csv
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxmb.envs
+from jaxmb.envs.wrappers import EpisodeStatistics, VectorEnv
+from jaxmb.experiments import transfer as study
+from jaxmb.loop.collect import collect
+
+
+class _AlwaysZero:
+    """An agent that always picks action 0 and records nothing."""
+
+    num_actions = 2
+
+    def record_spec(self):
+        return {}
+
+    def act(self, state, obs, key, *, training, action_mask=None, env_state=None):
+        return jnp.zeros(obs.shape[:1], jnp.int32), {}
+
+    def bootstrap_value(self, state, obs):
+        return jnp.zeros(obs.shape[:1])
+
+
+@pytest.mark.parametrize("prob, share", [(None, 0.0), (1.0, 0.5), (0.25, 0.125)])
+def test_random_action_prob_replaces_the_agents_actions_by_uniform_ones(prob, share):
+    """Action 1 is never the agent's; a uniform random action is 1 half the time."""
+    env, params = jaxmb.envs.make("gymnax:CartPole-v1")
+    venv = VectorEnv(EpisodeStatistics(env), 16)
+    obs, env_state = venv.reset(jax.random.key(0), params)
+    prob = None if prob is None else jnp.float32(prob)  # traced, as a swept value is
+    run = jax.jit(
+        lambda key, p: collect(
+            _AlwaysZero(),
+            venv,
+            params,
+            None,
+            env_state,
+            obs,
+            key,
+            rollout_steps=64,
+            random_action_prob=p,
+        )[2]["action"]
+    )
+    actions = np.asarray(run(jax.random.key(1), prob))
+    assert abs(actions.mean() - share) < 0.03  # 1,024 draws: 4 standard errors at worst
+
+
+def _spec(**changes):
+    quick = dict(study.QUICK)
+    return study.TransferSpec(
+        **{
+            **quick,
+            "agents": ("muzero",),
+            "sets": {"muzero": {"scratch": [], "encoder+model": ["encoder", "model"]}},
+            **changes,
+        }
+    )
+
+
+def test_spec_checks_agents_and_the_ablations_own_set():
+    with pytest.raises(study.ConfigError, match="agents") as err:
+        _spec(agents=("dreamer",))
+    assert err.value.key == "agents"
+    with pytest.raises(study.ConfigError, match="ablation"):
+        _spec(sets={"muzero": {study.RANDOM_SET: ["encoder"]}})
+    spec = _spec()
+    assert study.finetune_sets(spec, "muzero") == ["scratch", "encoder+model", study.RANDOM_SET]
+    members = study.finetune_members(spec, "muzero", "pre", _Parts())
+    assert members[0] == (None, 0, ())  # scratch, seed 0
+    assert members[2] == ("pre", 0, ("encoder", "model"))
+    assert members[4] == ("pre", 2, ("a", "b"))  # the random-behaviour member of seed 0
+    config = study.pretrain_config(spec, "muzero")
+    assert config.reward.transform == "rnd" and config.reward.env_weight == 0.0
+    assert config.run.num_seeds == 4  # explore and random, 2 seeds each
+    assert study.finetune_config(spec, "muzero").reward.transform == "identity"
+
+
+class _Parts:
+    parts = {"a": (), "b": ()}
+
+
+# `make test-all`: two MuZero programs take minutes to compile and run on 2 cores; the default
+# run covers the per-member transfer (test_seams.py), the random behaviour and the spec above.
+@pytest.mark.heavy
+def test_transfer_experiment_writes_its_tables_and_plots_and_resumes(tmp_path):
+    spec = _spec()
+    summary = study.run_transfer(spec, name="t", root=str(tmp_path), quiet=True)
+    out = summary["dir"]
+    with open(os.path.join(out, "transfer.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["set"] for r in rows] == [
+        s for s in ("scratch", "encoder+model", study.RANDOM_SET) for _ in range(2)
+    ]
+    assert all(np.isfinite(float(r["final_return"])) for r in rows)
+    with open(os.path.join(out, "pretrain.csv")) as f:
+        assert [r["set"] for r in csv.DictReader(f)] == ["explore"] * 2 + ["random"] * 2
+    for plot in ("curves", "final"):
+        assert os.path.getsize(summary["plots"][plot]) > 0
+    assert summary["finetune"]["muzero/scratch"]["final_return"]["seeds"] == 2
+    # Pre-training logged the task reward it never trained on.
+    with open(os.path.join(out, "pretrain_muzero", "summary.json")) as f:
+        assert json.load(f)["final_eval_return"]
+    again = study.run_transfer(spec, name="t", root=str(tmp_path), quiet=True)
+    assert again["finetune"] == summary["finetune"]
+    for run in ("pretrain_muzero", "finetune_muzero"):
+        with open(os.path.join(out, run, "summary.json")) as f:
+            assert json.load(f)["already_trained"]
