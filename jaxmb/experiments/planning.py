@@ -207,6 +207,14 @@ def write_csv(path: str, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def write_summary(out: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """Writes `out/summary.json`; returns the summary with `dir` (the experiment directory)
+    added, as the experiments return it."""
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return {**summary, "dir": out}
+
+
 def _none(value: Any) -> str:
     return "none" if value is None else str(value)
 
@@ -342,7 +350,4 @@ def run_planning(
         "plots": pictures,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    summary["dir"] = out
-    return summary
+    return write_summary(out, summary)

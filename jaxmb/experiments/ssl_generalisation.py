@@ -297,10 +297,7 @@ def run_ssl_generalisation(
         "plots": plot_paths,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    summary["dir"] = out
-    return summary
+    return planning.write_summary(out, summary)
 
 
 def _stat(values: list[float]) -> dict[str, Any]:

@@ -313,10 +313,7 @@ def run_transfer(
         "plots": plot_paths,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    summary["dir"] = out
-    return summary
+    return planning.write_summary(out, summary)
 
 
 def _stats(rows, columns) -> dict[str, Any]:
