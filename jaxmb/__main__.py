@@ -209,8 +209,12 @@ def _experiment_spec(cls, path, changes: dict, overrides: list[str]):
 
     if path is not None:
         with open(presets.resolve(path, group="experiments"), encoding="utf-8") as f:
-            changes = {**yaml.safe_load(f), **{k: v for k, v in changes.items() if v}}
-    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v}
+            given = {k: v for k, v in changes.items() if v is not None}
+            changes = {**yaml.safe_load(f), **given}
+    # Options not given are None; a preset's false or 0 is a value (random_ablation: false).
+    changes = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in changes.items() if v is not None
+    }
     spec = cls(**changes)
     if overrides:
         spec = dataclasses.replace(spec, overrides=(*spec.overrides, *overrides))

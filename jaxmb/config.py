@@ -510,6 +510,13 @@ class RNDConfig:
         lt=1.0,
         help="discount of the non-episodic intrinsic return whose running std scales the reward",
     )
+    return_std_window: int = field(
+        0,
+        low=0,
+        help="the running std follows about this many of the latest intrinsic returns (0: "
+        "all of them, as the paper; a window keeps the reward's scale where the predictor "
+        "learns a small env's states quickly)",
+    )
 
 
 @_frozen

@@ -27,6 +27,12 @@ def test_running_moments_match_numpy_over_uneven_chunks():
     np.testing.assert_allclose(moments.mean, values.mean(0), rtol=1e-5)
     np.testing.assert_allclose(moments.std, values.std(0), rtol=1e-5)
     assert float(moments.count) == 37
+    # A window of 10 over 10 chunks of 5 values: old values weigh as 5 samples, so a jump in
+    # the values moves the mean most of the way at once.
+    windowed = Moments.zeros(())
+    for level in [0.0] * 9 + [10.0]:
+        windowed = windowed.add(jnp.full((5,), level), window=10)
+    assert float(windowed.count) == 10 and abs(float(windowed.mean) - 5.0) < 1e-5
 
 
 def _rnd(*overrides):

@@ -83,6 +83,8 @@ class TransferSpec:
       random_ablation: also pre-train with random actions and fine-tune the set
         `all (random data)` from it.
       anchors: published Crafter scores to draw beside ours ({label: score}).
+      target_return: if set, `transfer.csv` gives each member's `steps_to_target`: the env
+        steps of the first greedy evaluation at or above it (NaN if none).
     """
 
     base: str = "muzero/craftax_classic"
@@ -97,6 +99,7 @@ class TransferSpec:
     sets: dict = dataclasses.field(default_factory=lambda: {k: dict(v) for k, v in SETS.items()})
     random_ablation: bool = True
     anchors: dict = dataclasses.field(default_factory=dict)
+    target_return: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.agents if a not in SETS]
@@ -218,21 +221,31 @@ def _crafter(env_id: str, metrics: dict) -> list[float | None]:
     return scores if scores is not None else [None] * members
 
 
-def _rows(metrics: dict, env_id: str, agent: str, labels: list[str], seeds: int, phase: str):
+def steps_to_target(returns: np.ndarray, env_steps: np.ndarray, target: float) -> float:
+    """The env steps of the first evaluation whose return is at least `target` (NaN: none)."""
+    reached = np.flatnonzero(np.isfinite(returns) & (returns >= target))
+    return float(env_steps[reached[0]]) if reached.size else float("nan")
+
+
+def _rows(metrics: dict, env_id: str, agent: str, labels: list[str], spec, phase: str):
     returns = np.asarray(metrics["eval/episode_return"])
+    env_steps = np.asarray(metrics["env_steps"]).reshape(returns.shape)
     crafter = _crafter(env_id, metrics)
-    return [
-        {
+    rows = []
+    for m, label in enumerate(labels):
+        row = {
             "phase": phase,
             "agent": agent,
             "set": label,
-            "seed": m % seeds,
+            "seed": m % spec.seeds,
             "final_return": _final(returns[m]),
             "mean_return": _mean(returns[m]),
             "crafter_score": crafter[m],
         }
-        for m, label in enumerate(labels)
-    ]
+        if spec.target_return is not None:
+            row["steps_to_target"] = steps_to_target(returns[m], env_steps[m], spec.target_return)
+        rows.append(row)
+    return rows
 
 
 def run_transfer(
@@ -240,8 +253,8 @@ def run_transfer(
 ) -> dict[str, Any]:
     """Runs the experiment (see the module docstring); returns `summary.json`'s content."""
     from jaxmb import agents as agents_lib
-    from jaxmb import envs
     from jaxmb import transfer as transfer_lib
+    from jaxmb.loop.build import build_env
     from jaxmb.run import train_run
 
     pre = {a: pretrain_config(spec, a) for a in spec.agents}  # every config checked first
@@ -273,10 +286,10 @@ def run_transfer(
             run_dir=pre_dir,
         )
         labels = [b for b in behaviours for _ in range(spec.seeds)]
-        pre_rows += _rows(result.metrics, env_id, agent, labels, spec.seeds, "pretrain")
+        pre_rows += _rows(result.metrics, env_id, agent, labels, spec, "pretrain")
 
         config = fine[agent]
-        env, env_params = envs.make(config.env.id)
+        env, env_params = build_env(config)  # with the run's wrappers (discretize, ...)
         agent_obj = agents_lib.make(config, env, env_params)
         members = finetune_members(spec, agent, pre_dir, agent_obj)
         source = transfer_lib.mixed_source(members, agent_obj)
@@ -289,7 +302,7 @@ def run_transfer(
             source=source,
         )
         labels = [s for s in sets for _ in range(spec.seeds)]
-        rows += _rows(result.metrics, env_id, agent, labels, spec.seeds, "finetune")
+        rows += _rows(result.metrics, env_id, agent, labels, spec, "finetune")
         curves[agent] = _curves(result.metrics, labels)
     planning.write_csv(os.path.join(out, "transfer.csv"), rows)
     planning.write_csv(os.path.join(out, "pretrain.csv"), pre_rows)
@@ -303,6 +316,8 @@ def run_transfer(
             out, rows, "crafter_score", "Crafter score (%)", "crafter", title, spec.anchors
         )
     columns = ("final_return", "mean_return", "crafter_score")
+    if spec.target_return is not None:
+        columns += ("steps_to_target",)
     summary = {
         "env_id": env_id,
         "seeds": spec.seeds,

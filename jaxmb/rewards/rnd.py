@@ -15,7 +15,11 @@ As in the paper:
 - **The reward is divided by a running standard deviation** of the intrinsic *returns*: each
   training env keeps a non-episodic discounted sum of its novelties (discount
   `reward.rnd.return_discount`) over the stream of collected observations, and the reward is
-  `novelty / std(those sums)`. No mean is subtracted, so the reward stays positive.
+  `novelty / std(those sums)`. No mean is subtracted, so the reward stays positive. The paper
+  keeps the whole history (`reward.rnd.return_std_window=0`, the default). Where the
+  predictor learns the few states of a small env in a few thousand steps, its error falls by
+  orders of magnitude and a whole-history std, set by the first errors, shrinks the reward
+  to nothing; a window (the std of about the last `return_std_window` sums) keeps its scale.
 - **Networks.** For image observations of at least 36 x 36 pixels, the paper's convolutions
   (32, 64, 64 channels, kernels 8, 4, 3, strides 4, 2, 1, leaky ReLU) then dense layers; for
   smaller images and vectors, flattened observations through dense layers. The target has one
@@ -77,17 +81,24 @@ class Moments:
     def zeros(cls, shape) -> Moments:
         return cls(jnp.zeros((), jnp.float32), jnp.zeros(shape), jnp.zeros(shape))
 
-    def add(self, values: jax.Array) -> Moments:
-        """The moments with `values [n, *shape]` added."""
+    def add(self, values: jax.Array, window: int = 0) -> Moments:
+        """The moments with `values [n, *shape]` added. With `window > 0` the old values
+        count as at most `window - n` samples (their weight shrinks in proportion), so the
+        moments follow roughly the last `window` values; 0 keeps the whole history."""
         n = jnp.asarray(values.shape[0], jnp.float32)
         mean = jnp.mean(values, axis=0)
         m2 = jnp.sum(jnp.square(values - mean), axis=0)
-        total = self.count + n
+        count, old_m2 = self.count, self.m2
+        if window:
+            kept = jnp.minimum(count, jnp.maximum(window - n, 0.0))
+            old_m2 = old_m2 * kept / jnp.maximum(count, 1.0)
+            count = kept
+        total = count + n
         delta = mean - self.mean
         return Moments(
             count=total,
             mean=self.mean + delta * n / total,
-            m2=self.m2 + m2 + jnp.square(delta) * self.count * n / total,
+            m2=old_m2 + m2 + jnp.square(delta) * count * n / total,
         )
 
     @property
@@ -171,7 +182,10 @@ class RND:
 
         last, returns = jax.lax.scan(filtered, state.return_filter, errors.T)  # [T, N]
         return state.replace(
-            return_filter=last, return_moments=state.return_moments.add(returns.reshape(-1))
+            return_filter=last,
+            return_moments=state.return_moments.add(
+                returns.reshape(-1), window=self.settings.return_std_window
+            ),
         )
 
     def intrinsic(self, state: RNDState, batch: dict) -> jax.Array:
