@@ -15,7 +15,9 @@ As in the paper:
 - **The reward is divided by a running standard deviation** of the intrinsic *returns*: each
   training env keeps a non-episodic discounted sum of its novelties (discount
   `reward.rnd.return_discount`) over the stream of collected observations, and the reward is
-  `novelty / std(those sums)`. No mean is subtracted, so the reward stays positive. The paper
+  `novelty / std(those sums)`. No mean is subtracted, so the reward stays positive. The sums
+  and their std start with the predictor's first training step: before it, its errors are
+  those of an untrained network, orders of magnitude above its later ones. The paper
   keeps the whole history (`reward.rnd.return_std_window=0`, the default). Where the
   predictor learns the few states of a small env in a few thousand steps, its error falls by
   orders of magnitude and a whole-history std, set by the first errors, shrinks the reward
@@ -114,6 +116,7 @@ class RNDState:
     obs_moments: Moments  # per element of the observation
     return_moments: Moments  # [] of the intrinsic-return filter's values
     return_filter: jax.Array  # [num_envs] non-episodic discounted novelty sums
+    updates: jax.Array  # [] int32: the predictor's training steps so far
 
 
 @register("rnd")
@@ -145,6 +148,7 @@ class RND:
             obs_moments=Moments.zeros(obs.shape),
             return_moments=Moments.zeros(()),
             return_filter=jnp.zeros((self.num_envs,), jnp.float32),
+            updates=jnp.zeros((), jnp.int32),
         )
 
     # ------------------------------------------------------------------------ novelty
@@ -162,10 +166,11 @@ class RND:
         return jnp.sum(jnp.square(predictor_net.apply(predictor, x) - target), axis=-1)
 
     def novelty(self, state: RNDState, obs: jax.Array) -> jax.Array:
-        """The normalised novelty `[...]`: the error over the intrinsic returns' std."""
-        std = state.return_moments.std
-        scale = jnp.where(state.return_moments.count > 1, std, 1.0)
-        return self.error(state, state.predictor, obs) / jnp.maximum(scale, 1e-8)
+        """The normalised novelty `[...]`: the error over the intrinsic returns' std; 0 until
+        that std exists (the first iteration the predictor trains in)."""
+        known = state.return_moments.count > 1
+        scale = jnp.maximum(jnp.where(known, state.return_moments.std, 1.0), 1e-8)
+        return jnp.where(known, self.error(state, state.predictor, obs) / scale, 0.0)
 
     # ------------------------------------------------------------------------ seam
 
@@ -181,10 +186,16 @@ class RND:
             return carry, carry
 
         last, returns = jax.lax.scan(filtered, state.return_filter, errors.T)  # [T, N]
+        moments = state.return_moments.add(
+            returns.reshape(-1), window=self.settings.return_std_window
+        )
+        # Until the predictor has trained, its errors say nothing of novelty (and are orders
+        # of magnitude above its later ones): the filter and its std start with training.
+        trained = state.updates > 0
         return state.replace(
-            return_filter=last,
-            return_moments=state.return_moments.add(
-                returns.reshape(-1), window=self.settings.return_std_window
+            return_filter=jnp.where(trained, last, state.return_filter),
+            return_moments=jax.tree.map(
+                lambda new, old: jnp.where(trained, new, old), moments, state.return_moments
             ),
         )
 
@@ -203,4 +214,5 @@ class RND:
         loss, grads = jax.value_and_grad(loss_fn)(state.predictor)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.predictor)
         predictor = optax.apply_updates(state.predictor, updates)
-        return state.replace(predictor=predictor, opt_state=opt_state), {"rnd/loss": loss}
+        state = state.replace(predictor=predictor, opt_state=opt_state, updates=state.updates + 1)
+        return state, {"rnd/loss": loss}
