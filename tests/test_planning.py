@@ -275,8 +275,9 @@ def test_planning_generalisation_writes_every_level_set_model_and_budget(tmp_pat
 
 
 def test_every_experiment_preset_loads_and_gives_valid_configs():
-    """configs/experiments/*.yaml: each is a planning, generalisation or SSL spec whose base
-    preset, overrides and variants make valid configs (loading only; nothing is traced)."""
+    """configs/experiments/*.yaml: each is a planning, generalisation, SSL or transfer spec
+    whose base preset, overrides and variants make valid configs (loading only; nothing is
+    traced)."""
     import glob
     import os
 
@@ -284,6 +285,7 @@ def test_every_experiment_preset_loads_and_gives_valid_configs():
 
     from jaxmb.experiments import generalisation, planning
     from jaxmb.experiments import ssl_generalisation as ssl_study
+    from jaxmb.experiments import transfer as transfer_study
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = sorted(glob.glob(os.path.join(root, "configs", "experiments", "*.yaml")))
@@ -297,6 +299,13 @@ def test_every_experiment_preset_loads_and_gives_valid_configs():
             )
             for levels in spec.levels:
                 ssl_study.level_config(spec, levels)
+        elif "pretrain_env_steps" in data:
+            spec = transfer_study.TransferSpec(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+            )
+            for agent in spec.agents:
+                transfer_study.pretrain_config(spec, agent)
+                transfer_study.finetune_config(spec, agent)
         elif "levels" in data:
             spec = generalisation.GeneralisationSpec(
                 **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
