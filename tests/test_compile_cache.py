@@ -175,7 +175,9 @@ def test_a_run_fills_the_user_cache_and_compile_cache_false_leaves_it_empty(tmp_
     assert _entries(folder) == first
 
 
-@pytest.mark.slow
+# `make test-all`: a subprocess run (about 45 s on 2 cores); the default run covers the rule
+# (test_a_folder_already_set_is_kept) and the cache's use (the test above).
+@pytest.mark.heavy
 def test_the_users_own_cache_folder_wins(tmp_path):
     own = tmp_path / "own-cache"
     _train(tmp_path, "own", JAX_COMPILATION_CACHE_DIR=str(own))
