@@ -98,12 +98,7 @@ def run_generalisation(
         *(f"env.params.{k}={v}" for k, v in train_levels.items()),
     ]
     config = planning.variant_config(pspec, "learn_data_eval", extra)
-    env_name = config.env.id.split(":", 1)[-1].lower()
-    name = name or f"generalisation-{env_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = os.path.abspath(os.path.join(root, name))
-    os.makedirs(os.path.join(out, "plots"), exist_ok=True)
-    with open(os.path.join(out, "experiment.json"), "w") as f:
-        json.dump(dataclasses.asdict(spec), f, indent=2)
+    out = planning.experiment_dir(root, name, "generalisation", config.env.id, spec)
     start = time.perf_counter()
     states, metrics = planning.train_or_load(config, os.path.join(out, "agent"), quiet)
 

@@ -207,6 +207,18 @@ def write_csv(path: str, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def experiment_dir(root: str, name: str | None, prefix: str, env_id: str, spec: Any) -> str:
+    """`root/name` (default `<prefix>-<env>-<time>`) with `plots/`, and the spec written to
+    its `experiment.json`; returns its absolute path."""
+    env_name = env_id.split(":", 1)[-1].lower()
+    name = name or f"{prefix}-{env_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = os.path.abspath(os.path.join(root, name))
+    os.makedirs(os.path.join(out, "plots"), exist_ok=True)
+    with open(os.path.join(out, "experiment.json"), "w") as f:
+        json.dump(dataclasses.asdict(spec), f, indent=2)
+    return out
+
+
 def write_summary(out: str, summary: dict[str, Any]) -> dict[str, Any]:
     """Writes `out/summary.json`; returns the summary with `dir` (the experiment directory)
     added, as the experiments return it."""

@@ -30,6 +30,24 @@ def mean_intervals(rows: list[dict[str, Any]], *keys: str) -> dict[str, dict[str
     return out
 
 
+def last_finite(row: np.ndarray) -> float:
+    """The last finite value of a metric's history row (the final evaluation); NaN if none."""
+    ok = np.isfinite(row)
+    return float(row[ok][-1]) if ok.any() else float("nan")
+
+
+def seed_stat(values) -> dict[str, Any]:
+    """Mean, 95% t interval (None for fewer than two) and count of the finite values among
+    `values` (one per seed; None and NaN are left out)."""
+    ok = [float(v) for v in values if v is not None and np.isfinite(v)]
+    interval = t_interval(ok)
+    return {
+        "mean": float(np.mean(ok)) if ok else None,
+        "ci95": None if interval is None else [round(x, 4) for x in interval],
+        "seeds": len(ok),
+    }
+
+
 def _errorbars(stats: list[dict[str, Any]]) -> np.ndarray:
     means = np.array([s["mean"] for s in stats])
     low = np.array([s["mean"] if s["ci95"] is None else s["ci95"][0] for s in stats])

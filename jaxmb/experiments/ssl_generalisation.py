@@ -33,7 +33,6 @@ settings.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any
@@ -47,7 +46,6 @@ from jaxmb.config import Config, ConfigError
 from jaxmb.experiments import planning, plots
 from jaxmb.losses import ssl as ssl_lib
 from jaxmb.plotting import _save, plt
-from jaxmb.stats import t_interval
 
 KINDS = ("none", "reconstruction", "spr", "contrastive")
 
@@ -139,11 +137,6 @@ def member_hparams(spec: SSLGeneralisationSpec) -> dict[str, np.ndarray] | None:
     } or None
 
 
-def _finals(row: np.ndarray) -> float:
-    ok = np.isfinite(row)
-    return float(row[ok][-1]) if ok.any() else float("nan")
-
-
 def probe_data(loop, unseen_params, spec: SSLGeneralisationSpec, key: jax.Array):
     """Unseen-level observations `[E, T, ...]`, actions `[E, T]` and state features
     `[E, T, F]` from uniformly random play (MiniPacman's: Pacman's and the ghosts' positions
@@ -216,14 +209,7 @@ def run_ssl_generalisation(
 
     configs = {n: level_config(spec, n) for n in spec.levels}  # every config checked first
     env_id = configs[spec.levels[0]].env.id
-    name = (
-        name
-        or f"ssl-generalisation-{env_id.split(':')[-1].lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    out = os.path.abspath(os.path.join(root, name))
-    os.makedirs(os.path.join(out, "plots"), exist_ok=True)
-    with open(os.path.join(out, "experiment.json"), "w") as f:
-        json.dump(dataclasses.asdict(spec), f, indent=2)
+    out = planning.experiment_dir(root, name, "ssl-generalisation", env_id, spec)
     start = time.perf_counter()
     hparams = member_hparams(spec)
     seed_keys = jax.random.split(jax.random.key(configs[spec.levels[0]].run.seed), spec.seeds)
@@ -260,8 +246,8 @@ def run_ssl_generalisation(
                     "levels": _label(levels),
                     "ssl": kind,
                     "seed": m % spec.seeds,
-                    "train_return": _finals(seen[m]),
-                    "test_return": _finals(unseen[m]),
+                    "train_return": plots.last_finite(seen[m]),
+                    "test_return": plots.last_finite(unseen[m]),
                     "probe_r2": r2[m]["all"],
                     **{f"probe_r2_{g}": r2[m][g] for g in PROBE_GROUPS},
                 }
@@ -281,7 +267,7 @@ def run_ssl_generalisation(
         "seeds": spec.seeds,
         "results": {
             f"{levels}/{kind}": {
-                column: _stat(
+                column: plots.seed_stat(
                     [r[column] for r in rows if (r["levels"], r["ssl"]) == (levels, kind)]
                 )
                 for column in (
@@ -298,16 +284,6 @@ def run_ssl_generalisation(
         "seconds": round(time.perf_counter() - start, 1),
     }
     return planning.write_summary(out, summary)
-
-
-def _stat(values: list[float]) -> dict[str, Any]:
-    ok = [v for v in values if np.isfinite(v)]
-    interval = t_interval(ok)
-    return {
-        "mean": float(np.mean(ok)) if ok else None,
-        "ci95": None if interval is None else [round(x, 4) for x in interval],
-        "seeds": len(ok),
-    }
 
 
 def _reconstructions(agent, params, obs, actions, levels: int):
@@ -358,7 +334,9 @@ def _plot_returns(out: str, rows, spec: SSLGeneralisationSpec, title: str) -> st
             (width / 2, "test_return", "unseen levels"),
         ):
             stats = [
-                _stat([r[column] for r in rows if r["levels"] == levels and r["ssl"] == kind])
+                plots.seed_stat(
+                    [r[column] for r in rows if r["levels"] == levels and r["ssl"] == kind]
+                )
                 for kind in spec.ssl
             ]
             means = [s["mean"] if s["mean"] is not None else np.nan for s in stats]
@@ -389,7 +367,7 @@ def _plot_by_levels(
     x = np.arange(len(groups))
     for kind in spec.ssl:
         stats = [
-            _stat([r[column] for r in rows if r["levels"] == g and r["ssl"] == kind])
+            plots.seed_stat([r[column] for r in rows if r["levels"] == g and r["ssl"] == kind])
             for g in groups
         ]
         means = np.array([np.nan if s["mean"] is None else s["mean"] for s in stats])

@@ -33,7 +33,6 @@ Every run directory resumes; a finished pre-training run is reused by its fine-t
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any
@@ -44,7 +43,7 @@ import numpy as np
 
 from jaxmb import config as config_lib
 from jaxmb.config import Config, ConfigError
-from jaxmb.experiments import planning
+from jaxmb.experiments import planning, plots
 from jaxmb.plotting import _save, plt
 from jaxmb.stats import t_interval
 
@@ -203,22 +202,9 @@ def finetune_members(spec: TransferSpec, agent: str, pretrain_dir: str, agent_ob
     return members
 
 
-def _final(row: np.ndarray) -> float:
-    ok = np.isfinite(row)
-    return float(row[ok][-1]) if ok.any() else float("nan")
-
-
 def _mean(row: np.ndarray) -> float:
     ok = np.isfinite(row)
     return float(row[ok].mean()) if ok.any() else float("nan")
-
-
-def _crafter(env_id: str, metrics: dict) -> list[float | None]:
-    from jaxmb.run import achievement_summary
-
-    scores = achievement_summary(env_id, metrics)["crafter_score"]
-    members = np.asarray(metrics["eval/episode_return"]).shape[0]
-    return scores if scores is not None else [None] * members
 
 
 def steps_to_target(returns: np.ndarray, env_steps: np.ndarray, target: float) -> float:
@@ -227,10 +213,12 @@ def steps_to_target(returns: np.ndarray, env_steps: np.ndarray, target: float) -
     return float(env_steps[reached[0]]) if reached.size else float("nan")
 
 
-def _rows(metrics: dict, env_id: str, agent: str, labels: list[str], spec, phase: str):
-    returns = np.asarray(metrics["eval/episode_return"])
-    env_steps = np.asarray(metrics["env_steps"]).reshape(returns.shape)
-    crafter = _crafter(env_id, metrics)
+def _rows(result, agent: str, labels: list[str], spec, phase: str):
+    """One row per member of a run (`jaxmb.run.RunResult`); the Crafter score is the run
+    summary's (None off Craftax)."""
+    returns = np.asarray(result.metrics["eval/episode_return"])
+    env_steps = np.asarray(result.metrics["env_steps"]).reshape(returns.shape)
+    crafter = result.summary.get("crafter_score") or [None] * len(labels)
     rows = []
     for m, label in enumerate(labels):
         row = {
@@ -238,7 +226,7 @@ def _rows(metrics: dict, env_id: str, agent: str, labels: list[str], spec, phase
             "agent": agent,
             "set": label,
             "seed": m % spec.seeds,
-            "final_return": _final(returns[m]),
+            "final_return": plots.last_finite(returns[m]),
             "mean_return": _mean(returns[m]),
             "crafter_score": crafter[m],
         }
@@ -260,11 +248,7 @@ def run_transfer(
     pre = {a: pretrain_config(spec, a) for a in spec.agents}  # every config checked first
     fine = {a: finetune_config(spec, a) for a in spec.agents}
     env_id = pre[spec.agents[0]].env.id
-    name = name or f"transfer-{env_id.split(':')[-1].lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = os.path.abspath(os.path.join(root, name))
-    os.makedirs(os.path.join(out, "plots"), exist_ok=True)
-    with open(os.path.join(out, "experiment.json"), "w") as f:
-        json.dump(dataclasses.asdict(spec), f, indent=2)
+    out = planning.experiment_dir(root, name, "transfer", env_id, spec)
     start = time.perf_counter()
     seed = pre[spec.agents[0]].run.seed
     seed_keys = jax.random.split(jax.random.key(seed), spec.seeds)
@@ -286,7 +270,7 @@ def run_transfer(
             run_dir=pre_dir,
         )
         labels = [b for b in behaviours for _ in range(spec.seeds)]
-        pre_rows += _rows(result.metrics, env_id, agent, labels, spec, "pretrain")
+        pre_rows += _rows(result, agent, labels, spec, "pretrain")
 
         config = fine[agent]
         env, env_params = build_env(config)  # with the run's wrappers (discretize, ...)
@@ -302,7 +286,7 @@ def run_transfer(
             source=source,
         )
         labels = [s for s in sets for _ in range(spec.seeds)]
-        rows += _rows(result.metrics, env_id, agent, labels, spec, "finetune")
+        rows += _rows(result, agent, labels, spec, "finetune")
         curves[agent] = _curves(result.metrics, labels)
     planning.write_csv(os.path.join(out, "transfer.csv"), rows)
     planning.write_csv(os.path.join(out, "pretrain.csv"), pre_rows)
@@ -335,20 +319,12 @@ def _stats(rows, columns) -> dict[str, Any]:
     groups = dict.fromkeys((r["agent"], r["set"]) for r in rows)
     return {
         f"{agent}/{name}": {
-            column: _stat([r[column] for r in rows if (r["agent"], r["set"]) == (agent, name)])
+            column: plots.seed_stat(
+                [r[column] for r in rows if (r["agent"], r["set"]) == (agent, name)]
+            )
             for column in columns
         }
         for agent, name in groups
-    }
-
-
-def _stat(values) -> dict[str, Any]:
-    ok = [float(v) for v in values if v is not None and np.isfinite(v)]
-    interval = t_interval(ok)
-    return {
-        "mean": float(np.mean(ok)) if ok else None,
-        "ci95": None if interval is None else [round(x, 4) for x in interval],
-        "seeds": len(ok),
     }
 
 
