@@ -76,6 +76,10 @@ class TransferSpec:
         both phases and for each.
       agents: `muzero` and/or `q_learning`.
       transform: the intrinsic reward of pre-training (`rnd`, `disagreement`, `count`).
+      intrinsic_weight: its weight in pre-training's trained reward (`reward.intrinsic_weight`;
+        the task reward's is 0). RND's reward, a novelty over the std of intrinsic returns, is
+        of order 1e-3 and below once the predictor has learnt a small env, which MuZero's
+        categorical reward and value heads barely resolve; a larger weight scales it up.
       seeds: seeds per set.
       pretrain_env_steps, finetune_env_steps: each phase's budget per member.
       sets: agent -> {set name: parts}; default `SETS`.
@@ -92,6 +96,7 @@ class TransferSpec:
     finetune_overrides: tuple[str, ...] = ()
     agents: tuple[str, ...] = ("muzero", "q_learning")
     transform: str = "rnd"
+    intrinsic_weight: float = 1.0
     seeds: int = 3
     pretrain_env_steps: int = 1_000_000
     finetune_env_steps: int = 1_000_000
@@ -108,6 +113,10 @@ class TransferSpec:
             )
         if self.seeds < 1:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}", "seeds")
+        if not self.intrinsic_weight > 0:
+            raise ConfigError(
+                f"intrinsic_weight must be > 0, got {self.intrinsic_weight}", "intrinsic_weight"
+            )
         sets = {agent: dict(self.sets.get(agent, SETS[agent])) for agent in self.agents}
         for named in sets.values():
             for name, parts in named.items():
@@ -166,7 +175,7 @@ def pretrain_config(spec: TransferSpec, agent: str) -> Config:
     reward = [
         f"reward.transform={spec.transform}",
         "reward.env_weight=0",
-        "reward.intrinsic_weight=1",
+        f"reward.intrinsic_weight={spec.intrinsic_weight}",
         "reward.exploration_env_steps=0",
     ]
     behaviours = 2 if spec.random_ablation else 1
